@@ -1,0 +1,38 @@
+"""What happened to each inbound event of a batch: immutable values for callers to count."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lifecycle.receipt import ACCEPTED, DUPLICATE, MALFORMED, REFUSED
+
+
+@dataclass(frozen=True)
+class ItemOutcome:
+    outcome: str  # accepted | duplicate | refused | malformed
+    reason: str | None
+    source: str | None
+    event_id: str | None
+    type: str | None
+    subject: str | None
+
+    @property
+    def rejected(self) -> bool:
+        return self.outcome in (REFUSED, MALFORMED)
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    outcomes: tuple[ItemOutcome, ...]
+
+    @property
+    def accepted(self) -> int:
+        return sum(1 for o in self.outcomes if o.outcome == ACCEPTED)
+
+    @property
+    def duplicates(self) -> int:
+        return sum(1 for o in self.outcomes if o.outcome == DUPLICATE)
+
+    @property
+    def rejected(self) -> int:
+        return sum(1 for o in self.outcomes if o.rejected)

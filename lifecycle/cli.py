@@ -1,0 +1,285 @@
+"""The ``lifecycle`` command. Thin: parse arguments, call the runtime, render.
+
+User mistakes (bad path, bad date, unknown report, broken configuration) end
+with one line on stderr and a non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from lifecycle.errors import LifecycleError
+from lifecycle.output import FORMATS, render
+from lifecycle.runtime import Runtime
+from projections.catalog import REPORTS, build_report
+from projections.store import ViewStoreError
+from projections.tables import ALL_TABLES
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Customer lifecycle engine.")
+customer_app = typer.Typer(no_args_is_help=True, help="One customer: state, history, erasure.")
+projections_app = typer.Typer(no_args_is_help=True, help="The analysts' views.")
+schemas_app = typer.Typer(no_args_is_help=True, help="The inbound contract.")
+audit_app = typer.Typer(no_args_is_help=True, help="Check the log.")
+app.add_typer(customer_app, name="customer")
+app.add_typer(projections_app, name="projections")
+app.add_typer(schemas_app, name="schemas")
+app.add_typer(audit_app, name="audit")
+
+out = Console()
+err = Console(stderr=True)
+
+EXIT_REJECTED = 1  # ingest: something was rejected (the rest was ingested)
+EXIT_USAGE = 2  # a mistake the user can fix; the message says how
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def runtime() -> Iterator[Runtime]:
+    try:
+        rt = Runtime.open()
+    except (LifecycleError, ViewStoreError) as e:
+        fail(str(e))
+    try:
+        yield rt
+    except (LifecycleError, ViewStoreError) as e:
+        fail(str(e))
+    finally:
+        rt.close()
+
+
+def parse_day(value: str | None, option: str = "--as-of") -> date:
+    if value is None:
+        return datetime.now(UTC).date()
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        fail(f"{option} {value!r} is not a date: use YYYY-MM-DD, e.g. 2026-03-01")
+
+
+def parse_moment(value: str, option: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        fail(f"{option} {value!r} is not a time: use RFC 3339, e.g. 2026-03-01T10:15:00Z or 2026-03-01")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)  # a bare date or time is read as UTC
+    return moment
+
+
+def check_format(fmt: str) -> str:
+    if fmt not in FORMATS:
+        fail(f"--format {fmt!r} is not one of: {', '.join(FORMATS)}")
+    return fmt
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err, transient=True, disable=not err.is_terminal,
+    )
+
+
+# -- ingest ------------------------------------------------------------------------
+
+
+@app.command()
+def ingest(
+    file: Annotated[str, typer.Argument(help="CloudEvents JSON lines; - for stdin")] = "-",
+    show: Annotated[int, typer.Option(help="How many rejection reasons to print")] = 20,
+) -> None:
+    """Apply CloudEvents JSON lines; print accepted / duplicate / rejected.
+
+    Exit status 0: nothing rejected; 1: some lines were rejected (the rest was ingested).
+    """
+    if file == "-":
+        lines = sys.stdin.buffer.read().splitlines()
+    else:
+        path = Path(file)
+        if not path.is_file():
+            fail(f"cannot read {file}: no such file")
+        try:
+            lines = path.read_bytes().splitlines()
+        except OSError as e:
+            fail(f"cannot read {file}: {e.strerror}")
+    with runtime() as rt:
+        counts = _ingest(rt, lines)
+    accepted, duplicates, rejected, reasons = counts
+    out.print(f"accepted {accepted}  duplicate {duplicates}  rejected {rejected}", highlight=False)
+    for where, reason in reasons[:show]:
+        err.print(f"  rejected {where}: {reason}", highlight=False, markup=False)
+    if len(reasons) > show:
+        err.print(f"  … and {len(reasons) - show} more (see `lifecycle report` / the rejections view)")
+    if rejected:
+        raise typer.Exit(EXIT_REJECTED)
+
+
+def _ingest(rt: Runtime, lines: list[bytes]) -> tuple[int, int, int, list[tuple[str, str]]]:
+    events = [line for line in lines if line.strip()]
+    accepted = duplicates = rejected = 0
+    reasons: list[tuple[str, str]] = []
+    with progress_bar() as bar:
+        task = bar.add_task("ingesting", total=len(events))
+
+        def on_batch(result) -> None:  # type: ignore[no-untyped-def]
+            nonlocal accepted, duplicates, rejected
+            accepted += result.accepted
+            duplicates += result.duplicates
+            rejected += result.rejected
+            for o in result.outcomes:
+                if o.rejected:
+                    reasons.append((f"{o.source or '?'}/{o.event_id or '?'}", o.reason or o.outcome))
+            bar.advance(task, len(result.outcomes))
+
+        rt.ingest_lines(events, on_batch)
+        if rt.embedded:
+            views = bar.add_task("projecting", total=None)
+            rt.runner.catch_up(progress=lambda n: bar.advance(views, n))
+    return accepted, duplicates, rejected, reasons
+
+
+# -- reports -------------------------------------------------------------------------
+
+
+@app.command()
+def report(
+    kind: Annotated[str, typer.Argument(help=f"One of: {', '.join(REPORTS)}")],
+    as_of: Annotated[str | None, typer.Option("--as-of", help="YYYY-MM-DD (default: today, UTC)")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, json or csv")] = "table",
+) -> None:
+    """Print a report computed on business time as of a date."""
+    if kind not in REPORTS:
+        fail(f"unknown report {kind!r}: choose one of {', '.join(REPORTS)}")
+    day, fmt = parse_day(as_of), check_format(fmt)
+    with runtime() as rt:
+        if rt.embedded:
+            rt.runner.catch_up(day)
+        rows = build_report(kind, rt.views, rt.engine.model, day)
+    render(rows, fmt, f"{REPORTS[kind][0]} — as of {day}", out)
+
+
+@app.command()
+def sweep(as_of: Annotated[str | None, typer.Option("--as-of", help="YYYY-MM-DD (default: today)")] = None) -> None:
+    """Time-based transitions: customers inactive past the model's threshold become churned."""
+    day = parse_day(as_of)
+    with runtime() as rt:
+        churned = rt.sweep(day)
+        out.print(f"churned {churned} customer(s) inactive for {rt.engine.model.inactivity_days} days as of {day}")
+
+
+@app.command()
+def demo(
+    customers: Annotated[int, typer.Option(min=1, max=200_000, help="Customers to simulate")] = 2000,
+    seed: Annotated[int, typer.Option(help="Random seed")] = 7,
+) -> None:
+    """Simulate a population over two years, run it through the engine, print reports."""
+    from lifecycle.demo import run_demo
+
+    with runtime() as rt:
+        run_demo(rt, customers, seed, out, err)
+
+
+# -- customers -------------------------------------------------------------------------
+
+
+@customer_app.command("show")
+def customer_show(
+    key: Annotated[str, typer.Argument(help="Upstream customer key, e.g. shop:42")],
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Business time: what was true then")] = None,
+    known_at: Annotated[str | None, typer.Option("--known-at", help="Recorded time: what we knew then")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+) -> None:
+    """A customer's state now, or at a past moment."""
+    from lifecycle.inspect import customer_state
+
+    moment = parse_moment(as_of, "--as-of") if as_of else None
+    known = parse_moment(known_at, "--known-at") if known_at else None
+    with runtime() as rt:
+        state = customer_state(rt, key, as_of=moment, known_at=known)
+    if state is None:
+        fail(f"no customer {key!r}" + (" at that moment" if (moment or known) else ""), 1)
+    current, stages = state
+    render([current], check_format(fmt), f"customer {key}", out)
+    if fmt == "table":
+        render(stages, "table", "stage history", out)
+
+
+@customer_app.command("history")
+def customer_history(
+    key: Annotated[str, typer.Argument(help="Upstream customer key")],
+    fmt: Annotated[str, typer.Option("--format", help="table, json or csv")] = "table",
+) -> None:
+    """Every event of a customer, with business time and recorded time."""
+    from lifecycle.inspect import customer_history as history
+
+    with runtime() as rt:
+        rows = history(rt, key)
+    if not rows:
+        fail(f"no customer {key!r}", 1)
+    render(rows, check_format(fmt), f"history of {key}", out)
+
+
+@customer_app.command("forget")
+def customer_forget(key: Annotated[str, typer.Argument(help="Upstream customer key")]) -> None:
+    """Erase a customer's personal data (crypto-shredding). Not built yet."""
+    fail("customer forget is not implemented yet (crypto-shredding is tracked in issue 4)", 3)
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Check the log is complete and unaltered. Not built yet."""
+    fail("audit verify is not implemented yet (hash chains are tracked in issue 4)", 3)
+
+
+# -- projections, schemas, services -------------------------------------------------------------
+
+
+@projections_app.command("rebuild")
+def projections_rebuild(
+    name: Annotated[str | None, typer.Argument(help="A view name (all views are derived together)")] = None,
+) -> None:
+    """Drop the views and derive them again from the log."""
+    names = [t.name for t in ALL_TABLES if not t.internal]
+    if name is not None and name not in names:
+        fail(f"unknown view {name!r}: choose one of {', '.join(names)}")
+    with runtime() as rt, progress_bar() as bar:
+        task = bar.add_task("rebuilding", total=rt.engine.recorder.max_notification_id() or 0)
+        applied = rt.runner.rebuild(progress=lambda n: bar.advance(task, n))
+    scope = "all views" if name is None else f"{name} (with all views: they share one derivation)"
+    out.print(f"rebuilt {scope} from {applied} events")
+
+
+@schemas_app.command("export")
+def schemas_export(directory: Annotated[Path, typer.Argument(help="Folder to write into")]) -> None:
+    """Write the JSON Schema of the inbound contract, one file per event type."""
+    from schemas import export_json_schemas
+
+    try:
+        written = export_json_schemas(directory)
+    except OSError as e:
+        fail(f"cannot write to {directory}: {e.strerror}")
+    out.print(f"wrote {len(written)} schema files to {directory}")
+
+
+@app.command("run")
+def run_service(service: Annotated[str, typer.Argument(help="ingest, relay or project")]) -> None:
+    """Run one of the Kafka services. Not built yet."""
+    if service not in ("ingest", "relay", "project"):
+        fail(f"unknown service {service!r}: choose ingest, relay or project")
+    fail(f"lifecycle run {service} is not implemented yet (the Kafka services are tracked in issue 3)", 3)
+
+
+def main() -> None:
+    app()

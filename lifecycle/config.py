@@ -1,0 +1,94 @@
+"""Configuration from the environment (prefix ``LIFECYCLE_``), validated once.
+
+Nothing secret lives in files: a PostgreSQL password comes in the URL or in
+the usual ``PGPASSWORD``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from lifecycle.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None
+    data_dir: Path
+    stage_model_path: Path | None
+    batch_size: int
+    kafka_bootstrap: str | None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        model = env.get("LIFECYCLE_STAGE_MODEL") or None
+        return cls(
+            database_url=env.get("LIFECYCLE_DATABASE_URL") or None,
+            data_dir=Path(env.get("LIFECYCLE_DATA_DIR") or "data"),
+            stage_model_path=Path(model) if model else None,
+            batch_size=_positive_int(env, "LIFECYCLE_BATCH_SIZE", 500),
+            kafka_bootstrap=env.get("LIFECYCLE_KAFKA_BOOTSTRAP") or None,
+        )
+
+    def event_store_env(self) -> dict[str, str]:
+        """The eventsourcing library's settings for the configured store."""
+        return event_store_env(self.database_url, self.data_dir)
+
+
+def event_store_env(database_url: str | None, data_dir: Path) -> dict[str, str]:
+    if database_url is None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return _sqlite_env(data_dir / "events.sqlite")
+    if database_url == "memory://":
+        return {"PERSISTENCE_MODULE": "eventsourcing.popo"}
+    parts = urlsplit(database_url)
+    if parts.scheme == "sqlite":
+        # sqlite:///relative/path or sqlite:////absolute/path, as SQLAlchemy spells it
+        path = Path(unquote(parts.path[1:] if parts.path.startswith("/") else parts.path))
+        if not str(path):
+            raise ConfigError("LIFECYCLE_DATABASE_URL=sqlite:///PATH needs a file path")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return _sqlite_env(path)
+    if parts.scheme in ("postgresql", "postgres"):
+        dbname = unquote(parts.path.lstrip("/"))
+        if not dbname:
+            raise ConfigError("LIFECYCLE_DATABASE_URL needs a database name: postgresql://HOST/DBNAME")
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": dbname,
+            "POSTGRES_HOST": parts.hostname or "127.0.0.1",
+            "POSTGRES_PORT": str(parts.port or 5432),
+            "POSTGRES_USER": unquote(parts.username or "postgres"),
+            "POSTGRES_PASSWORD": unquote(parts.password or os.environ.get("PGPASSWORD", "")),
+            "POSTGRES_CONNECT_TIMEOUT": "10",
+        }
+    raise ConfigError(
+        f"unsupported LIFECYCLE_DATABASE_URL {database_url!r}: "
+        "use postgresql://USER@HOST:PORT/DB or sqlite:///PATH (or leave it unset)"
+    )
+
+
+def _sqlite_env(path: Path) -> dict[str, str]:
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        "SQLITE_DBNAME": str(path),
+        "SQLITE_LOCK_TIMEOUT": "30",
+    }
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < 1:
+        raise ConfigError(f"{name} must be at least 1, got {value}")
+    return value

@@ -1,0 +1,327 @@
+"""The lifecycle engine: an eventsourcing Application that applies inbound batches.
+
+One batch is one database transaction: the receipts of its inbound events,
+every domain event they caused and (for a Kafka consumer) the inbound
+position are written together, or not at all.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, date, datetime, time
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import (
+    IntegrityError,
+    JSONTranscoder,
+    PersistenceError,
+    Tracking,
+    Transcoding,
+)
+
+from lifecycle import ids
+from lifecycle.batch import BatchResult, ItemOutcome
+from lifecycle.commands import apply_inbound
+from lifecycle.customer import Customer
+from lifecycle.deal import Deal
+from lifecycle.errors import RuleViolation, StoreError
+from lifecycle.receipt import ACCEPTED, DUPLICATE, MALFORMED, REFUSED, InboundReceipt, encode_raw
+from lifecycle.rules import DuplicateOrder, Fact
+from lifecycle.stages import StageModel, load_stage_model
+from schemas import InboundEvent, Rejection, parse
+
+MAX_ATTEMPTS = 5
+SWEEP_SOURCE = "lifecycle/sweep"
+
+
+class DateAsISO(Transcoding):
+    type = date
+    name = "date_iso"
+
+    def encode(self, obj: date) -> str:
+        return obj.isoformat()
+
+    def decode(self, data: str) -> date:
+        return date.fromisoformat(data)
+
+
+class LifecycleEngine(Application[UUID]):
+    name = "lifecycle"
+
+    def __init__(
+        self,
+        env: dict[str, str] | None = None,
+        model: StageModel | None = None,
+        cache_size: int = 20_000,
+    ) -> None:
+        super().__init__(env)
+        self.model = model or load_stage_model()
+        self._cache: OrderedDict[UUID, Aggregate] = OrderedDict()
+        self._cache_size = cache_size
+
+    def construct_recorder(self) -> Any:
+        # A process recorder stores a tracking position in the same transaction
+        # as the events; the plain application recorder cannot.
+        return self.factory.process_recorder()
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        super().register_transcodings(transcoder)
+        transcoder.register(DateAsISO())
+
+    # -- ingest -------------------------------------------------------------------
+
+    def ingest(self, raws: Sequence[bytes], tracking: Tracking | None = None) -> BatchResult:
+        """Parse, deduplicate and apply a batch of raw inbound events in one transaction.
+
+        Optimistic-concurrency conflicts (another writer touched one of the same
+        customers, or recorded the same inbound event first) are retried from a
+        fresh read; they are never lost.
+        """
+        parsed = [parse(raw) for raw in raws]
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                return self._ingest_once(parsed, tracking)
+            except IntegrityError as e:
+                self._cache.clear()
+                if attempt == MAX_ATTEMPTS:
+                    raise StoreError(
+                        f"batch still conflicts after {MAX_ATTEMPTS} attempts: {e}"
+                    ) from e
+            except PersistenceError as e:
+                self._cache.clear()
+                raise StoreError(f"event store failed: {e}") from e
+            except BaseException:
+                self._cache.clear()
+                raise
+        raise AssertionError("unreachable")
+
+    def _ingest_once(
+        self, parsed: Sequence[InboundEvent | Rejection], tracking: Tracking | None
+    ) -> BatchResult:
+        """1. skip a batch whose position is already stored
+        2. classify each item: malformed, duplicate (in batch or stored), or to apply
+        3. apply the rest through the aggregates, refusals become receipts
+        4. write receipts, domain events and position in one transaction
+        5. remember the aggregates for the next batch
+        """
+        # 1. a redelivered batch (its position is stored) changes nothing
+        if tracking is not None and self.recorder.has_tracking_id(
+            tracking.application_name, tracking.notification_id
+        ):
+            return BatchResult(tuple(_duplicate(p) for p in parsed))
+        ws = _Workspace(self)
+        outcomes: list[ItemOutcome] = []
+        receipts: list[InboundReceipt] = []
+        seen: set[UUID] = set()
+        for item in parsed:
+            # 2. classify
+            if isinstance(item, Rejection):
+                outcomes.append(_malformed(item))
+                rid = ids.malformed_receipt_id(item.raw)
+                if rid not in seen and not self._exists(rid):
+                    receipts.append(_malformed_receipt(rid, item))
+                seen.add(rid)
+                continue
+            rid = ids.receipt_id(item.source, item.id)
+            if rid in seen or self._exists(rid):
+                outcomes.append(_duplicate(item))
+                seen.add(rid)
+                continue
+            seen.add(rid)
+            # 3. apply
+            try:
+                apply_inbound(ws, item)
+                outcome, reason = ACCEPTED, None
+            except DuplicateOrder as e:
+                outcome, reason = DUPLICATE, str(e)
+            except RuleViolation as e:
+                outcome, reason = REFUSED, str(e)
+            receipts.append(_receipt(rid, item, outcome, reason))
+            outcomes.append(ItemOutcome(outcome, reason, item.source, item.id, item.type, item.subject))
+        # 4. one transaction
+        pending = [e for r in receipts for e in r.collect_events()]
+        pending += [e for agg in ws.touched.values() for e in agg.collect_events()]
+        if pending or tracking is not None:
+            self.events.put(pending, tracking=tracking)
+        # 5. cache (a customer first seen by a refused event was never saved: skip it)
+        for aggregate in ws.loaded.values():
+            if not aggregate.pending_events:
+                self._remember(aggregate)
+        return BatchResult(tuple(outcomes))
+
+    # -- sweep --------------------------------------------------------------------
+
+    def sweep(self, as_of: date, customer_keys: Iterable[str], batch_size: int = 500) -> int:
+        """Churn the given customers that are inactive at ``as_of``; returns how many churned.
+
+        The aggregate re-checks the rule, so a stale candidate list is harmless.
+        """
+        at = datetime.combine(as_of, time.min, tzinfo=UTC)
+        fact = Fact("sweep", at, SWEEP_SOURCE, f"sweep:{as_of.isoformat()}", {"as_of": as_of})
+        churned = 0
+        for chunk in _chunks(customer_keys, batch_size):
+            for attempt in range(1, MAX_ATTEMPTS + 1):
+                try:
+                    changed = []
+                    for key in chunk:
+                        customer = self.customer(key)
+                        if customer is not None and customer.sweep(self.model, fact):
+                            changed.append(customer)
+                    self.save(*changed)
+                    churned += len(changed)
+                    break
+                except IntegrityError:
+                    self._cache.clear()
+                    if attempt == MAX_ATTEMPTS:
+                        raise
+        return churned
+
+    # -- queries --------------------------------------------------------------------
+
+    def customer(self, key: str) -> Customer | None:
+        aggregate = self._load(ids.customer_id(key))
+        return aggregate if isinstance(aggregate, Customer) else None
+
+    def deal(self, upstream_deal_id: str) -> Deal | None:
+        aggregate = self._load(ids.deal_id(upstream_deal_id))
+        return aggregate if isinstance(aggregate, Deal) else None
+
+    def history(self, aggregate_id: UUID) -> list[Any]:
+        return list(self.events.get(aggregate_id))
+
+    # -- cache and store --------------------------------------------------------------
+
+    def _exists(self, aggregate_id: UUID) -> bool:
+        return aggregate_id in self._cache or bool(
+            self.recorder.select_events(aggregate_id, limit=1)
+        )
+
+    def _load(self, aggregate_id: UUID) -> Aggregate | None:
+        cached = self._cache.get(aggregate_id)
+        if cached is not None:
+            self._cache.move_to_end(aggregate_id)
+            return cached
+        try:
+            aggregate = self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return None
+        self._remember(aggregate)
+        return aggregate
+
+    def _remember(self, aggregate: Aggregate) -> None:
+        # Only aggregates whose events are all saved are safe to keep: another
+        # writer's change makes our next save conflict, which clears the cache.
+        self._cache[aggregate.id] = aggregate
+        self._cache.move_to_end(aggregate.id)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+
+class _Workspace:
+    """The aggregates one batch reads and changes (see ``lifecycle.commands.Workspace``)."""
+
+    def __init__(self, engine: LifecycleEngine) -> None:
+        self.engine = engine
+        self.model = engine.model
+        self.loaded: dict[UUID, Aggregate] = {}
+        self.touched: dict[UUID, Aggregate] = {}
+
+    def customer(self, key: str, fact: Fact) -> Customer:
+        cid = ids.customer_id(key)
+        found = self._get(cid)
+        if found is None:
+            found = Customer._create(
+                Customer.FirstSeen,
+                id=cid,
+                key=key,
+                stage=self.model.initial,
+                occurred_at=fact.occurred_at,
+                source=fact.source,
+                inbound_id=fact.inbound_id,
+            )
+            self.loaded[cid] = found
+        assert isinstance(found, Customer)
+        return found
+
+    def deal(self, upstream_deal_id: str, customer_key: str) -> Deal:
+        did = ids.deal_id(upstream_deal_id)
+        found = self._get(did)
+        if found is None:
+            found = Deal._create(
+                Deal.FirstSeen,
+                id=did,
+                deal_id=upstream_deal_id,
+                customer_key=customer_key,
+                customer_id=str(ids.customer_id(customer_key)),
+            )
+            self.loaded[did] = found
+        assert isinstance(found, Deal)
+        return found
+
+    def keep(self, *aggregates: Customer | Deal) -> None:
+        for aggregate in aggregates:
+            self.touched[aggregate.id] = aggregate
+
+    def _get(self, aggregate_id: UUID) -> Aggregate | None:
+        if aggregate_id in self.loaded:
+            return self.loaded[aggregate_id]
+        found = self.engine._load(aggregate_id)
+        if found is not None:
+            self.loaded[aggregate_id] = found
+        return found
+
+
+def _receipt(rid: UUID, item: InboundEvent, outcome: str, reason: str | None) -> InboundReceipt:
+    return InboundReceipt._create(
+        InboundReceipt.Received,
+        id=rid,
+        source=item.source,
+        event_id=item.id,
+        type=item.type,
+        subject=item.subject,
+        occurred_at=item.time,
+        outcome=outcome,
+        reason=reason,
+        # Refused events keep their original bytes for the auditors.
+        raw_b64=encode_raw(item.raw) if outcome == REFUSED else None,
+    )
+
+
+def _malformed_receipt(rid: UUID, item: Rejection) -> InboundReceipt:
+    return InboundReceipt._create(
+        InboundReceipt.Received,
+        id=rid,
+        source=item.source,
+        event_id=item.event_id,
+        type=item.type,
+        subject=item.subject,
+        occurred_at=None,
+        outcome=MALFORMED,
+        reason=item.reason,
+        raw_b64=encode_raw(item.raw),
+    )
+
+
+def _malformed(item: Rejection) -> ItemOutcome:
+    return ItemOutcome(MALFORMED, item.reason, item.source, item.event_id, item.type, item.subject)
+
+
+def _duplicate(item: InboundEvent | Rejection) -> ItemOutcome:
+    if isinstance(item, Rejection):
+        return _malformed(item)
+    return ItemOutcome(DUPLICATE, None, item.source, item.id, item.type, item.subject)
+
+
+def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

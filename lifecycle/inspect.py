@@ -1,0 +1,60 @@
+"""Auditors' questions about one customer: its history, and its state at a moment.
+
+State at a moment re-derives the customer's rows from its stored events with
+the same code as the views, keeping only what had happened by ``as_of``
+(business time) and what had been recorded by ``known_at`` (recorded time).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from lifecycle import ids
+from lifecycle.runtime import Runtime
+from projections.customers import derive_customer
+from projections.log import LogEvent, log_event_of
+
+
+def _events(rt: Runtime, key: str) -> list[LogEvent]:
+    return [log_event_of(e, 0) for e in rt.engine.history(ids.customer_id(key))]
+
+
+def customer_state(
+    rt: Runtime, key: str, as_of: datetime | None = None, known_at: datetime | None = None
+) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    events = _events(rt, key)
+    if known_at is not None:
+        events = [e for e in events if e.recorded_at <= known_at]
+    if as_of is not None:
+        events = [
+            e for e in events
+            if "occurred_at" not in e.payload or datetime.fromisoformat(e.payload["occurred_at"]) <= as_of
+        ]
+    rows = derive_customer(rt.engine.model, str(ids.customer_id(key)), events)
+    if not rows.customer_current:
+        return None
+    return rows.customer_current[0], rows.stage_history
+
+
+def customer_history(rt: Runtime, key: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for e in _events(rt, key):
+        p = dict(e.payload)
+        detail = p.pop("data", None)
+        if detail is None:
+            detail = {k: v for k, v in p.items() if k not in ("occurred_at", "source", "inbound_id")}
+        rows.append({
+            "version": e.version, "event": e.name,
+            "occurred_at": p.get("occurred_at"), "recorded_at": e.recorded_at.isoformat(),
+            "source": p.get("source"), "inbound_id": p.get("inbound_id"), "detail": detail,
+        })
+    if rows:
+        for r in rt.views.rows("rejections", where={"subject": key}, order_by=("recorded_at",)):
+            rows.append({
+                "version": None, "event": f"Rejected ({r['outcome']})",
+                "occurred_at": r["occurred_at"].isoformat() if r["occurred_at"] else None,
+                "recorded_at": r["recorded_at"].isoformat(), "source": r["source"],
+                "inbound_id": r["event_id"], "detail": {"reason": r["reason"]},
+            })
+    return rows

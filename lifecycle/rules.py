@@ -1,0 +1,168 @@
+"""The lifecycle rules as pure functions over immutable values.
+
+The Customer aggregate applies them in arrival order (what the system knew when
+it decided); the projections apply the very same functions to a customer's
+facts sorted by business time, so that no report depends on arrival order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
+from types import MappingProxyType
+from typing import Any
+
+from lifecycle.errors import RuleViolation
+from lifecycle.stages import StageModel
+
+#: Fact kinds that count as the customer being active (for the inactivity sweep).
+ACTIVE_KINDS = frozenset(
+    {
+        "first_seen",
+        "registered",
+        "interaction",
+        "qualification",
+        "purchase",
+        "feedback",
+        "referral",
+        "ticket_opened",
+        "deal_opened",
+        "deal_won",
+    }
+)
+
+DERIVED, REQUESTED, SWEEP = "derived", "requested", "sweep"
+
+
+@dataclass(frozen=True)
+class Fact:
+    """Something that happened to a customer, as recorded (business time first)."""
+
+    kind: str
+    occurred_at: datetime
+    source: str
+    inbound_id: str
+    data: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def sort_key(self) -> tuple[datetime, int, str, str]:
+        """Business-time order; ties broken by content, never by arrival."""
+        return (self.occurred_at, _KIND_RANK.get(self.kind, 50), self.source, self.inbound_id)
+
+
+# Within one instant, the customer must exist before anything else happens to
+# it, and a sweep looks at everything that happened up to its moment.
+_KIND_RANK = {"first_seen": 0, "sweep": 99}
+
+
+@dataclass(frozen=True)
+class Transition:
+    from_stage: str
+    to_stage: str
+    reason: str
+    trigger: str  # derived | requested | sweep
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class Progress:
+    """The part of a customer's state the stage rules look at."""
+
+    stage: str
+    stage_since: datetime
+    last_activity_at: datetime
+    purchase_days: frozenset[date] = frozenset()
+    orders: frozenset[str] = frozenset()
+
+    @classmethod
+    def start(cls, model: StageModel, at: datetime) -> Progress:
+        return cls(stage=model.initial, stage_since=at, last_activity_at=at)
+
+
+def guards_of(progress: Progress, fact: Fact, model: StageModel) -> list[str]:
+    """The guards ``fact`` satisfies, in the order they are tried."""
+    kind, data = fact.kind, fact.data
+    if kind == "interaction":
+        return ["interaction"]
+    if kind == "registered":
+        return ["registered"]
+    if kind == "qualification":
+        passed = all(data.get(c) for c in ("budget", "authority", "need", "timeline"))
+        return ["bant_passed" if passed else "bant_failed"]
+    if kind == "consent_changed":
+        opted_out = data.get("purpose") == "all" and not data.get("granted")
+        return ["opted_out"] if opted_out else []
+    if kind == "purchase":
+        day = fact.occurred_at.date()
+        if progress.purchase_days and day not in progress.purchase_days:
+            return ["repeat_purchase_day", "purchase"]
+        return ["purchase"]
+    if kind == "deal_won":
+        return ["deal_won"]
+    if kind == "feedback":
+        return ["promoter_score"] if int(data["score"]) >= 9 else []
+    if kind == "referral":
+        return ["referral"]
+    if kind == "sweep":
+        return ["inactive"] if is_inactive(progress, fact.occurred_at, model) else []
+    return []
+
+
+def is_inactive(progress: Progress, as_of: datetime, model: StageModel) -> bool:
+    return as_of - progress.last_activity_at >= timedelta(days=model.inactivity_days)
+
+
+def decide(model: StageModel, progress: Progress, fact: Fact) -> Transition | None:
+    """The transition ``fact`` causes, if any.
+
+    Raises RuleViolation for a request the model refuses and for a purchase
+    whose order id was already recorded: both must change nothing.
+    """
+    if fact.kind == "purchase" and fact.data["order_id"] in progress.orders:
+        raise DuplicateOrder(f"order {fact.data['order_id']} is already recorded")
+    if fact.kind == "stage_requested":
+        return _decide_request(model, progress, fact)
+    for guard in guards_of(progress, fact, model):
+        edge = model.edge(progress.stage, guard)
+        if edge is not None:
+            at = fact.occurred_at
+            if guard == "inactive":
+                # Churn happened when the threshold was crossed, not when a sweep noticed.
+                crossed = progress.last_activity_at + timedelta(days=model.inactivity_days)
+                at = max(crossed, progress.stage_since)
+            trigger = SWEEP if guard == "inactive" else DERIVED
+            return Transition(progress.stage, edge.target, edge.reason, trigger, at)
+    return None
+
+
+def _decide_request(model: StageModel, progress: Progress, fact: Fact) -> Transition:
+    target = str(fact.data["to_stage"])
+    if target not in model.stage_names:
+        raise RuleViolation(f"unknown stage '{target}' (stages: {', '.join(model.stage_names)})")
+    if target == progress.stage:
+        raise RuleViolation(f"customer is already in stage '{target}'")
+    if model.edge(progress.stage, "request", target) is None:
+        raise RuleViolation(
+            f"the stage model does not allow a requested move from '{progress.stage}' to '{target}'"
+        )
+    reason = str(fact.data.get("reason") or "requested")
+    return Transition(progress.stage, target, reason, REQUESTED, fact.occurred_at)
+
+
+def advance(progress: Progress, fact: Fact, transition: Transition | None) -> Progress:
+    """The progress after ``fact`` (and the transition it caused) took effect."""
+    changes: dict[str, Any] = {}
+    if fact.kind in ACTIVE_KINDS and fact.occurred_at > progress.last_activity_at:
+        changes["last_activity_at"] = fact.occurred_at
+    if fact.kind == "purchase":
+        changes["purchase_days"] = progress.purchase_days | {fact.occurred_at.date()}
+        changes["orders"] = progress.orders | {str(fact.data["order_id"])}
+    if transition is not None:
+        changes["stage"] = transition.to_stage
+        changes["stage_since"] = transition.occurred_at
+    return replace(progress, **changes) if changes else progress
+
+
+class DuplicateOrder(RuleViolation):
+    """A purchase repeats an order id already recorded: it counts once."""

@@ -1,0 +1,81 @@
+"""The composition root: builds the engine, the view store and the projection runner
+from the settings. The only module that knows which adapters go together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+from lifecycle.batch import BatchResult
+from lifecycle.config import Settings
+from lifecycle.engine import LifecycleEngine
+from lifecycle.stages import load_stage_model
+from projections.log import EngineLogSource
+from projections.runner import ProjectionRunner
+from projections.store import ViewStore, open_view_store
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: LifecycleEngine
+    views: ViewStore
+    runner: ProjectionRunner
+
+    @classmethod
+    def open(cls, settings: Settings | None = None) -> Runtime:
+        settings = settings or Settings.from_env()
+        model = load_stage_model(settings.stage_model_path)
+        engine = LifecycleEngine(env=settings.event_store_env(), model=model)
+        views = open_view_store(settings.database_url, settings.data_dir)
+        runner = ProjectionRunner(EngineLogSource(engine), views, model)
+        return cls(settings, engine, views, runner)
+
+    @property
+    def embedded(self) -> bool:
+        """No Kafka: the projections follow the store in this process."""
+        return self.settings.kafka_bootstrap is None
+
+    def ingest_lines(
+        self, lines: Iterable[bytes], on_batch: Callable[[BatchResult], None] | None = None
+    ) -> list[BatchResult]:
+        """Apply raw lines in batches of the configured size (blank lines are not events)."""
+        results = []
+        for batch in _batches((line for line in lines if line.strip()), self.settings.batch_size):
+            result = self.engine.ingest(batch)
+            results.append(result)
+            if on_batch is not None:
+                on_batch(result)
+        return results
+
+    def sweep(self, as_of: date) -> int:
+        """Churn the customers inactive at ``as_of``: candidates from the views, decided by the aggregates."""
+        self.runner.catch_up(as_of)
+        threshold = datetime.combine(as_of, datetime.min.time(), tzinfo=UTC) - timedelta(
+            days=self.engine.model.inactivity_days
+        )
+        candidates = sorted(
+            row["customer_key"]
+            for row in self.views.rows("customer_current")
+            if row["last_activity_at"] <= threshold
+        )
+        churned = self.engine.sweep(as_of, candidates, self.settings.batch_size)
+        self.runner.catch_up(as_of)
+        return churned
+
+    def close(self) -> None:
+        self.views.close()
+        self.engine.close()
+
+
+def _batches(lines: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
+    batch: list[bytes] = []
+    for line in lines:
+        batch.append(line.rstrip(b"\r\n"))
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

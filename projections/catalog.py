@@ -1,0 +1,31 @@
+"""The report kinds of ``lifecycle report``, each a function of the view store and a date."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+from lifecycle.stages import StageModel
+from projections import reports
+from projections.store import ViewStore
+
+Report = Callable[[ViewStore, StageModel, date], list[dict[str, Any]]]
+
+REPORTS: dict[str, tuple[str, Report]] = {
+    "pipeline": ("Sales pipeline by stage", lambda s, m, d: reports.pipeline_by_stage(s.rows("deal_stage_history"), d)),
+    "funnel": ("Funnels: lifecycle stages and deal pipeline", lambda s, m, d: reports.lifecycle_funnel(
+        m, s.rows("stage_history"), d) + reports.deal_funnel(s.rows("deal_stage_history"), d)),
+    "forecast": ("Deal forecast by close month and category", lambda s, m, d: reports.deal_forecast(
+        s.rows("deal_stage_history"), d)),
+    "retention": ("Retention by months since first purchase", lambda s, m, d: reports.retention_by_month(
+        reports.retention_cohorts(s.rows("customer_purchases"), d))),
+    "cohorts": ("Retention cohorts", lambda s, m, d: reports.retention_cohorts(s.rows("customer_purchases"), d)),
+    "advocacy": ("NPS and advocacy by month", lambda s, m, d: reports.advocacy_nps(
+        s.rows("customer_feedback"), s.rows("customer_referrals"), s.rows("stage_history"), d)),
+    "rfm": ("RFM per customer", lambda s, m, d: reports.customer_rfm(s.rows("customer_purchases"), d)),
+}
+
+
+def build_report(kind: str, store: ViewStore, model: StageModel, as_of: date) -> list[dict[str, Any]]:
+    return REPORTS[kind][1](store, model, as_of)

@@ -1,0 +1,204 @@
+"""Feeds the projections from a log source and writes the views with the position.
+
+Each step reads the next events after the stored position and writes, in ONE
+view-store transaction, the events into the inbox, the re-derived rows of
+every customer and deal they touch, and the new position. A crash before the
+commit leaves the old position, so the step is simply done again; an event
+whose aggregate version is already in the inbox is ignored, so a log that
+delivers an event twice (a relay that crashed before recording its position)
+changes nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime
+from typing import Any
+
+from lifecycle.stages import StageModel
+from projections import reports
+from projections.customers import derive_customer
+from projections.deals import derive_deal
+from projections.log import LogEvent, LogSource
+from projections.store import ViewChange, ViewStore
+from projections.tables import ALL_TABLES, PROJECTION_INBOX
+
+CONSUMER = "projections"
+_ENTITY_TYPES = ("Customer", "Deal")
+
+
+class ProjectionRunner:
+    def __init__(
+        self,
+        source: LogSource,
+        store: ViewStore,
+        model: StageModel,
+        consumer: str = CONSUMER,
+        batch_size: int = 2000,
+    ) -> None:
+        self.source = source
+        self.store = store
+        self.model = model
+        self.consumer = consumer
+        self.batch_size = batch_size
+        store.create(ALL_TABLES)
+
+    def catch_up(
+        self, today: date | None = None, progress: Callable[[int], None] | None = None
+    ) -> int:
+        """Apply every event after the stored position, then refresh the summaries."""
+        applied = 0
+        while True:
+            position = self.store.position(self.consumer)
+            events = self.source.read(position, self.batch_size)
+            if not events:
+                break
+            self.apply(events, position)
+            applied += len(events)
+            if progress is not None:
+                progress(len(events))
+        self.refresh_summaries(today)
+        return applied
+
+    def apply(self, events: Sequence[LogEvent], expected_position: int | None) -> None:
+        """One step, one transaction:
+
+        1. split the events into entity events (customers, deals) and receipts
+        2. read the inbox of every entity touched and add the new events (by version)
+        3. re-derive each touched entity's rows in business-time order
+        4. write inbox, rejections, entity rows and position together
+        """
+        # 1. split
+        entity_events: dict[str, list[LogEvent]] = defaultdict(list)
+        rejections = []
+        for event in events:
+            if event.aggregate_type in _ENTITY_TYPES:
+                entity_events[event.aggregate_id].append(event)
+            elif event.aggregate_type == "InboundReceipt":
+                row = rejection_row(event)
+                if row is not None:
+                    rejections.append(row)
+        # 2. inbox
+        known = self._inbox(entity_events)
+        inbox_rows = []
+        for entity_id, new in entity_events.items():
+            for event in new:
+                if event.version not in known[entity_id]:
+                    known[entity_id][event.version] = event
+                    inbox_rows.append(_inbox_row(event))
+        # 3. derive
+        replace: dict[str, dict[Any, list[dict[str, Any]]]] = defaultdict(dict)
+        for entity_id in entity_events:
+            history = [known[entity_id][v] for v in sorted(known[entity_id])]
+            self._derive(entity_id, history, replace)
+        # 4. one transaction
+        self.store.write(
+            ViewChange(
+                consumer=self.consumer,
+                position=events[-1].position,
+                expected_position=expected_position,
+                check_position=True,
+                append={PROJECTION_INBOX.name: inbox_rows, "rejections": rejections},
+                replace_entities=replace,
+            )
+        )
+
+    def _derive(
+        self, entity_id: str, history: list[LogEvent], replace: dict[str, dict[Any, list[dict[str, Any]]]]
+    ) -> None:
+        if history[0].aggregate_type == "Customer":
+            rows = derive_customer(self.model, entity_id, history)
+            for table in ("customer_current", "stage_history", "customer_purchases",
+                          "customer_feedback", "customer_referrals"):
+                replace[table][entity_id] = getattr(rows, table)
+        else:
+            created = next((e for e in history if e.name == "FirstSeen"), None)
+            if created is None:
+                return  # its creation has not arrived yet: nothing to show
+            deal_key = created.payload["deal_id"]
+            current, stages = derive_deal(entity_id, history)
+            replace["deal_current"][deal_key] = current
+            replace["deal_stage_history"][deal_key] = stages
+
+    def _inbox(self, entity_events: dict[str, list[LogEvent]]) -> dict[str, dict[int, LogEvent]]:
+        known: dict[str, dict[int, LogEvent]] = defaultdict(dict)
+        if entity_events:
+            for row in self.store.rows(PROJECTION_INBOX.name, where={"entity_id": list(entity_events)}):
+                known[row["entity_id"]][row["version"]] = LogEvent(
+                    position=0,
+                    aggregate_type=row["aggregate_type"],
+                    aggregate_id=row["entity_id"],
+                    version=row["version"],
+                    name=row["name"],
+                    recorded_at=row["recorded_at"],
+                    payload=row["payload"],
+                )
+        return known
+
+    def refresh_summaries(self, today: date | None = None) -> None:
+        """Recompute the summary tables, as of ``today`` (UTC), from the entity rows."""
+        as_of = today or datetime.now(UTC).date()
+        summaries = compute_summaries(self.store, self.model, as_of)
+        self.store.write(ViewChange(consumer=self.consumer, position=None, replace_tables=summaries))
+
+    def rebuild(self, today: date | None = None, progress: Callable[[int], None] | None = None) -> int:
+        """Drop every view and derive it again from the whole log."""
+        self.store.drop(ALL_TABLES)
+        self.store.create(ALL_TABLES)
+        self.store.write(ViewChange(consumer=self.consumer, position=0))
+        return self.catch_up(today, progress)
+
+
+def compute_summaries(store: ViewStore, model: StageModel, as_of: date) -> dict[str, list[dict[str, Any]]]:
+    stage_history = store.rows("stage_history")
+    purchases = store.rows("customer_purchases")
+    deal_stages = store.rows("deal_stage_history")
+    return {
+        "pipeline_funnel": reports.lifecycle_funnel(model, stage_history, as_of)
+        + reports.deal_funnel(deal_stages, as_of),
+        "deal_forecast": reports.deal_forecast(deal_stages, as_of),
+        "retention_cohorts": reports.retention_cohorts(purchases, as_of),
+        "advocacy_nps": reports.advocacy_nps(
+            store.rows("customer_feedback"), store.rows("customer_referrals"), stage_history, as_of
+        ),
+        "customer_rfm": reports.customer_rfm(purchases, as_of),
+    }
+
+
+def rejection_row(event: LogEvent) -> dict[str, Any] | None:
+    p = event.payload
+    if p.get("outcome") not in ("refused", "malformed"):
+        return None
+    raw = base64.b64decode(p["raw_b64"]) if p.get("raw_b64") else b""
+    occurred = p.get("occurred_at")
+    return {
+        "rejection_id": event.aggregate_id,
+        "outcome": p["outcome"],
+        "reason": _text(p.get("reason") or ""),
+        "source": p.get("source"),
+        "event_id": p.get("event_id"),
+        "type": p.get("type"),
+        "subject": p.get("subject"),
+        "occurred_at": datetime.fromisoformat(occurred) if occurred else None,
+        "recorded_at": event.recorded_at,
+        "raw": _text(raw.decode("utf-8", errors="replace")),
+        "raw_base64": p.get("raw_b64") or "",
+    }
+
+
+def _inbox_row(event: LogEvent) -> dict[str, Any]:
+    return {
+        "entity_id": event.aggregate_id,
+        "version": event.version,
+        "aggregate_type": event.aggregate_type,
+        "name": event.name,
+        "recorded_at": event.recorded_at,
+        "payload": dict(event.payload),
+    }
+
+
+def _text(value: str) -> str:
+    # PostgreSQL text cannot hold NUL; the exact bytes stay in raw_base64.
+    return value.replace("\x00", "\ufffd")
