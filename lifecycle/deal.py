@@ -2,8 +2,8 @@
 
 Deal events may arrive out of business order (a late "opened" after a
 "stage changed"), so the first event for an unknown deal id creates the deal,
-and closing is judged on business time: a change dated after the close is
-refused, one dated before it is history and is kept.
+and closing is judged on business time: a stage change dated after the close is
+refused, one dated before it is history and is kept; a late "opened" is history too.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ class Deal(Aggregate):
             outcome, closed_at = self.closed
             if kind in ("won", "lost"):
                 raise RuleViolation(f"deal {self.deal_id} is already closed ({outcome})")
-            if occurred_at > closed_at:
+            if kind == "stage_changed" and occurred_at > closed_at:
                 raise RuleViolation(
                     f"deal {self.deal_id} was closed ({outcome}) at {closed_at.isoformat()}; "
                     "it cannot change afterwards"

@@ -1,0 +1,121 @@
+"""Invariants, checked on generated populations (in memory: the same code runs on every store)."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lifecycle.stages import load_stage_model
+from projections.tables import ALL_TABLES
+from tests.backends import runtime_factory
+from tests.events import interaction, request
+from tests.strategies import populations
+
+SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Recorded time depends on when events arrived; everything else must not.
+ARRIVAL_COLUMNS = {"updated_at", "recorded_at"}
+COMPARED = [t.name for t in ALL_TABLES if not t.internal and t.name != "rejections"]
+
+
+def fresh():
+    return runtime_factory("memory", None, lambda: "")()
+
+
+def views(rt) -> dict[str, list[dict]]:
+    snapshot = {}
+    for name in COMPARED:
+        rows = [{k: v for k, v in r.items() if k not in ARRIVAL_COLUMNS} for r in rt.views.rows(name)]
+        snapshot[name] = sorted(rows, key=repr)
+    return snapshot
+
+
+def run(lines, batch_sizes=(50,)) -> object:
+    rt = fresh()
+    i = 0
+    sizes = list(batch_sizes)
+    while i < len(lines):
+        size = sizes[0] if len(sizes) == 1 else sizes.pop(0) if sizes else 50
+        rt.engine.ingest(lines[i:i + size])
+        rt.runner.catch_up(TODAY)
+        i += size
+    rt.runner.catch_up(TODAY)
+    return rt
+
+
+from datetime import date  # noqa: E402
+
+TODAY = date(2026, 6, 1)
+
+
+@SETTINGS
+@given(populations(), st.randoms(use_true_random=False))
+def test_arrival_order_does_not_change_any_view(lines, rnd):
+    shuffled = list(lines)
+    rnd.shuffle(shuffled)
+    assert views(run(lines)) == views(run(shuffled))
+
+
+@SETTINGS
+@given(populations(), st.lists(st.integers(1, 7), min_size=1, max_size=8))
+def test_incremental_views_equal_a_rebuild(lines, batch_sizes):
+    rt = run(lines, batch_sizes)
+    incremental = views(rt)
+    rt.runner.rebuild(TODAY)
+    assert views(rt) == incremental
+
+
+@SETTINGS
+@given(populations(), st.data())
+def test_a_duplicate_changes_nothing(lines, data):
+    rt = run(lines)
+    before = views(rt)
+    again = data.draw(st.lists(st.sampled_from(lines), min_size=1, max_size=10))
+    result = rt.engine.ingest(again)
+    rt.runner.catch_up(TODAY)
+    assert result.accepted == 0
+    assert views(rt) == before
+
+
+@SETTINGS
+@given(populations())
+def test_replay_from_the_store_gives_the_state_the_engine_holds(lines):
+    rt = run(lines)
+    for key in {f"shop:{n}" for n in range(4)}:
+        cached = rt.engine.customer(key)
+        if cached is None:
+            continue
+        replayed = rt.engine.repository.get(cached.id)
+        assert (replayed.version, replayed.progress, replayed.paid, replayed.refunded) == (
+            cached.version, cached.progress, cached.paid, cached.refunded)
+
+
+MODEL = load_stage_model()
+
+
+def _request_closure() -> set[str]:
+    reachable, frontier = {MODEL.initial}, [MODEL.initial]
+    while frontier:
+        here = frontier.pop()
+        for edge in MODEL.edges:
+            if edge.source == here and "request" in edge.guards and edge.target not in reachable:
+                reachable.add(edge.target)
+                frontier.append(edge.target)
+    return reachable
+
+
+@SETTINGS
+@given(st.lists(st.sampled_from(MODEL.stage_names + ("nonsense",)), max_size=25))
+def test_no_sequence_of_requests_reaches_a_stage_the_model_forbids(targets):
+    rt = fresh()
+    allowed = _request_closure()
+    rt.engine.ingest([interaction("shop:1", "2025-01-01T00:00:00Z")])
+    for i, target in enumerate(targets):
+        before = rt.engine.customer("shop:1").stage
+        result = rt.engine.ingest([request("shop:1", f"2025-01-02T00:{i:02d}:00Z", target)])
+        after = rt.engine.customer("shop:1").stage
+        if result.accepted:
+            assert MODEL.edge(before, "request", after) is not None
+        else:
+            assert after == before
+        assert after in allowed
+    assert {"customer", "retained", "advocate"}.isdisjoint(allowed)
