@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
+from eventsourcing.persistence import PersistenceError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from lifecycle.errors import LifecycleError
@@ -42,7 +44,7 @@ EXIT_USAGE = 2  # a mistake the user can fix; the message says how
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -56,6 +58,8 @@ def runtime() -> Iterator[Runtime]:
         yield rt
     except (LifecycleError, ViewStoreError) as e:
         fail(str(e))
+    except PersistenceError as e:  # a safety net: the adapters translate what they expect
+        fail(f"event store failed: {e}")
     finally:
         rt.close()
 
@@ -211,9 +215,12 @@ def customer_show(
     if state is None:
         fail(f"no customer {key!r}" + (" at that moment" if (moment or known) else ""), 1)
     current, stages = state
-    render([current], check_format(fmt), f"customer {key}", out)
-    if fmt == "table":
-        render(stages, "table", "stage history", out)
+    if check_format(fmt) == "table":
+        render([{"field": k, "value": v} for k, v in current.items()], "table", f"customer {key}", out)
+        render([{k: v for k, v in r.items() if k not in ("customer_id", "customer_key")} for r in stages],
+               "table", "stage history (business time)", out)
+    else:
+        render([{**current, "stage_history": stages}], fmt, f"customer {key}", out)
 
 
 @customer_app.command("history")

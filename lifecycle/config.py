@@ -35,6 +35,15 @@ class Settings:
             kafka_bootstrap=env.get("LIFECYCLE_KAFKA_BOOTSTRAP") or None,
         )
 
+    def describe_store(self) -> str:
+        """Where the store is, without a password."""
+        if self.database_url is None:
+            return f"embedded SQLite in {self.data_dir}"
+        parts = urlsplit(self.database_url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{host}{port}{parts.path}"
+
     def event_store_env(self) -> dict[str, str]:
         """The eventsourcing library's settings for the configured store."""
         return event_store_env(self.database_url, self.data_dir)
@@ -65,7 +74,7 @@ def event_store_env(database_url: str | None, data_dir: Path) -> dict[str, str]:
             "POSTGRES_PORT": str(parts.port or 5432),
             "POSTGRES_USER": unquote(parts.username or "postgres"),
             "POSTGRES_PASSWORD": unquote(parts.password or os.environ.get("PGPASSWORD", "")),
-            "POSTGRES_CONNECT_TIMEOUT": "10",
+            "POSTGRES_CONNECT_TIMEOUT": "5",
         }
     raise ConfigError(
         f"unsupported LIFECYCLE_DATABASE_URL {database_url!r}: "

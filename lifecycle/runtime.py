@@ -8,9 +8,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+from eventsourcing.persistence import PersistenceError
+
 from lifecycle.batch import BatchResult
 from lifecycle.config import Settings
 from lifecycle.engine import LifecycleEngine
+from lifecycle.errors import StoreError
 from lifecycle.stages import load_stage_model
 from projections.log import EngineLogSource
 from projections.runner import ProjectionRunner
@@ -28,7 +31,10 @@ class Runtime:
     def open(cls, settings: Settings | None = None) -> Runtime:
         settings = settings or Settings.from_env()
         model = load_stage_model(settings.stage_model_path)
-        engine = LifecycleEngine(env=settings.event_store_env(), model=model)
+        try:
+            engine = LifecycleEngine(env=settings.event_store_env(), model=model)
+        except PersistenceError as e:
+            raise StoreError(f"cannot open the event store ({settings.describe_store()}): {e}") from e
         views = open_view_store(settings.database_url, settings.data_dir)
         runner = ProjectionRunner(EngineLogSource(engine), views, model)
         return cls(settings, engine, views, runner)

@@ -1,0 +1,439 @@
+"""PostgreSQL view store (psycopg 3).
+
+Views analysts read go in schema ``reporting`` (a read-only role is granted that schema and
+nothing else); bookkeeping, including ``view_positions``, goes in ``lifecycle_internal``.
+Descriptions become ``COMMENT ON TABLE/COLUMN`` so BI tools show them.
+
+Bulk inserts, measured on ~10k rows of 8 columns (local server): ``executemany`` (which psycopg
+3 already pipelines) ~150-200 ms, ``COPY`` ~45-70 ms, ``COPY`` into a temporary table then
+``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` ~80-100 ms. For a few rows they are all ~1 ms
+except the temporary table (~3 ms). Hence: replacements (plain inserts) always COPY; appends,
+which must skip existing keys, use ``executemany ... ON CONFLICT DO NOTHING`` below
+``COPY_APPEND_THRESHOLD`` rows and the temporary table above.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.types.json import Jsonb
+
+from projections.store.change import ViewChange
+from projections.store.errors import PositionConflict, UnknownTable, ViewStoreError
+from projections.store.tables import POSITIONS_TABLE, Column, Table, check_identifier
+from projections.store.values import (
+    Condition,
+    Ordering,
+    Values,
+    check_definitions,
+    check_existing_columns,
+    lookup,
+    prepare_change,
+    prepare_order,
+    prepare_where,
+)
+
+_SQL_TYPES = {
+    "text": "TEXT",
+    "int": "BIGINT",
+    "decimal": "NUMERIC",
+    "date": "DATE",
+    "timestamp": "TIMESTAMPTZ",
+    "bool": "BOOLEAN",
+    "json": "JSONB",
+}
+
+COPY_APPEND_THRESHOLD = 500  # rows; the break-even of executemany and COPY-via-temp-table
+# Serialises DDL of all view stores on a database: concurrent CREATE TABLE IF NOT EXISTS of the
+# same table can otherwise fail with a unique violation in the catalog.
+_DDL_LOCK_KEY = 0x6C69_6665_7677  # "lifevw"
+SCHEMA_COMMENTS = {
+    "reporting": "Customer lifecycle views for analysts (current state, rebuilt from the event log).",
+    "lifecycle_internal": "Bookkeeping of the customer lifecycle engine; not for analysis.",
+}
+
+
+def _encode(value: Any, column: Column) -> Any:
+    # psycopg adapts every other type itself; dicts/lists need telling which JSON type.
+    if column.type == "json" and value is not None:
+        return Jsonb(value)
+    return value
+
+
+def _encode_row(table: Table, values: Values) -> tuple[Any, ...]:
+    return tuple(_encode(v, c) for v, c in zip(values, table.columns))
+
+
+def _decode_row(table: Table, raw: Sequence[Any]) -> dict[str, Any]:
+    row = dict(zip(table.column_names, raw))
+    for column in table.columns:
+        # The session runs in UTC, but say so in the value's tzinfo whatever the server does.
+        if column.type == "timestamp" and row[column.name] is not None:
+            row[column.name] = row[column.name].astimezone(dt.timezone.utc)
+    return row
+
+
+def _describe(url: str) -> str:
+    """Where we connect, without the password, for error messages."""
+    try:
+        info = conninfo_to_dict(url)
+    except psycopg.Error:
+        return "PostgreSQL (unparsable URL)"
+    return f"postgresql://{info.get('host', '')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
+
+
+class PostgresViewStore:
+    def __init__(
+        self,
+        url: str,
+        schema: str = "reporting",
+        internal_schema: str = "lifecycle_internal",
+        *,
+        connect_timeout: int = 10,
+    ) -> None:
+        """1. connect; 2. create the schemas if missing; 3. create the positions table."""
+        self.schema = check_identifier(schema, "schema")
+        self.internal_schema = check_identifier(internal_schema, "schema")
+        self._url = url
+        self._where = _describe(url)
+        self._connect_timeout = connect_timeout
+        self._lock = threading.RLock()
+        self._tables: dict[str, Table] = {}
+        self._conn: psycopg.Connection[Any] | None = None
+        self._closed = False
+        with self._transaction() as cur:
+            self._lock_ddl(cur)
+            for name in (self.schema, self.internal_schema):
+                self._ensure_schema(cur, name)
+            self._create_table(cur, POSITIONS_TABLE)
+
+    # --- schema -------------------------------------------------------------------------------
+
+    def create(self, tables: Sequence[Table]) -> None:
+        tables = check_definitions(tables)
+        with self._transaction() as cur:
+            self._lock_ddl(cur)
+            for table in tables:
+                self._create_table(cur, table)
+        with self._lock:
+            self._tables.update((t.name, t) for t in tables)
+
+    def drop(self, tables: Sequence[Table]) -> None:
+        tables = check_definitions(tables)
+        with self._transaction() as cur:
+            self._lock_ddl(cur)
+            for table in tables:
+                cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self._name(table)))
+        with self._lock:
+            for table in tables:
+                self._tables.pop(table.name, None)
+
+    # --- positions ----------------------------------------------------------------------------
+
+    def position(self, consumer: str) -> int | None:
+        with self._lock, self._translate():
+            row = self._connection().execute(
+                sql.SQL("SELECT position FROM {} WHERE consumer = %s").format(self._positions),
+                (consumer,),
+            ).fetchone()
+        return None if row is None else row[0]
+
+    def positions(self) -> dict[str, int]:
+        with self._lock, self._translate():
+            rows = self._connection().execute(
+                sql.SQL("SELECT consumer, position FROM {} WHERE position IS NOT NULL").format(
+                    self._positions
+                )
+            ).fetchall()
+        return dict(rows)
+
+    # --- writing ------------------------------------------------------------------------------
+
+    def write(self, change: ViewChange) -> None:
+        """Steps as in ``ViewStore.write``."""
+        # 0. check everything against the definitions, before opening a transaction.
+        with self._lock:
+            prepared = prepare_change(change, self._tables)
+        with self._transaction() as cur:
+            # 1. lock the position row: concurrent writers of one consumer queue here, and each
+            # sees the position its predecessor committed. The row is inserted empty first when
+            # a position will be stored, so there is a row to lock even the first time.
+            if prepared.touches_position:
+                if prepared.position is not None:
+                    cur.execute(
+                        sql.SQL("INSERT INTO {} (consumer) VALUES (%s) ON CONFLICT DO NOTHING").format(
+                            self._positions
+                        ),
+                        (prepared.consumer,),
+                    )
+                row = cur.execute(
+                    sql.SQL("SELECT position FROM {} WHERE consumer = %s FOR UPDATE").format(
+                        self._positions
+                    ),
+                    (prepared.consumer,),
+                ).fetchone()
+                stored = None if row is None else row[0]
+                if prepared.check_position and stored != prepared.expected_position:
+                    raise PositionConflict(prepared.consumer, prepared.expected_position, stored)
+            # 2. appends: existing keys are ignored (idempotent redelivery).
+            for append in prepared.appends:
+                self._append(cur, append.table, append.rows)
+            # 3. entity replacements.
+            for replacement in prepared.entity_replacements:
+                table = replacement.table
+                entity = table.column(table.entity or "")
+                cur.execute(
+                    sql.SQL("DELETE FROM {} WHERE {} = ANY(%s::{}[])").format(
+                        self._name(table),
+                        sql.Identifier(entity.name),
+                        sql.SQL(_SQL_TYPES[entity.type]),
+                    ),
+                    (list(replacement.entities),),
+                )
+                self._copy(cur, table, replacement.rows)
+            # 4. table replacements. DELETE, not TRUNCATE: TRUNCATE's exclusive lock would block
+            # analysts' queries, DELETE lets them read the old rows until we commit.
+            for replacement in prepared.table_replacements:
+                cur.execute(sql.SQL("DELETE FROM {}").format(self._name(replacement.table)))
+                self._copy(cur, replacement.table, replacement.rows)
+            # 5. the position (its row exists since step 1).
+            if prepared.position is not None:
+                cur.execute(
+                    sql.SQL("UPDATE {} SET position = %s, updated_at = now() WHERE consumer = %s").format(
+                        self._positions
+                    ),
+                    (prepared.position, prepared.consumer),
+                )
+        # 6. committed when the transaction block ended without an error.
+
+    def _append(self, cur: psycopg.Cursor[Any], table: Table, rows: tuple[Values, ...]) -> None:
+        if not rows:
+            return
+        columns = sql.SQL(", ").join(map(sql.Identifier, table.column_names))
+        if len(rows) < COPY_APPEND_THRESHOLD:
+            cur.executemany(
+                sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT DO NOTHING").format(
+                    self._name(table),
+                    columns,
+                    sql.SQL(", ").join(sql.Placeholder() * len(table.columns)),
+                ),
+                [_encode_row(table, v) for v in rows],
+            )
+            return
+        # COPY cannot skip existing keys: copy into a temporary twin, then insert from it.
+        staging = sql.Identifier(f"append_{table.name}")
+        cur.execute(
+            sql.SQL("CREATE TEMPORARY TABLE {} (LIKE {}) ON COMMIT DROP").format(
+                staging, self._name(table)
+            )
+        )
+        self._copy(cur, table, rows, into=staging)
+        cur.execute(
+            sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT DO NOTHING").format(
+                self._name(table), columns, columns, staging
+            )
+        )
+
+    def _copy(
+        self,
+        cur: psycopg.Cursor[Any],
+        table: Table,
+        rows: tuple[Values, ...],
+        *,
+        into: sql.Composable | None = None,
+    ) -> None:
+        if not rows:
+            return
+        statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+            into or self._name(table), sql.SQL(", ").join(map(sql.Identifier, table.column_names))
+        )
+        with cur.copy(statement) as copy:
+            for values in rows:
+                copy.write_row(_encode_row(table, values))
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def rows(
+        self,
+        table: str,
+        *,
+        where: Mapping[str, Any] | None = None,
+        order_by: Sequence[str] = (),
+    ) -> list[dict[str, Any]]:
+        with self._lock:
+            definition = lookup(self._tables, table)
+        conditions, params = _where_sql(prepare_where(definition, where))
+        query = sql.SQL("SELECT {} FROM {}{}{}").format(
+            sql.SQL(", ").join(map(sql.Identifier, definition.column_names)),
+            self._name(definition),
+            conditions,
+            _order_sql(prepare_order(definition, order_by)),
+        )
+        with self._lock, self._translate():
+            raw = self._connection().execute(query, params).fetchall()
+        return [_decode_row(definition, r) for r in raw]
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self._conn is not None:
+                self._conn.close()
+
+    # --- plumbing -----------------------------------------------------------------------------
+
+    @property
+    def _positions(self) -> sql.Composable:
+        return self._name(POSITIONS_TABLE)
+
+    def _name(self, table: Table) -> sql.Composable:
+        return sql.Identifier(self.internal_schema if table.internal else self.schema, table.name)
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        """The connection, reopened if the last one broke (server restart, network)."""
+        if self._closed:
+            raise ViewStoreError("the view store is closed")
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            # autocommit: reads are single statements; writes open explicit transactions.
+            conn = psycopg.connect(
+                self._url,
+                autocommit=True,
+                connect_timeout=self._connect_timeout,
+                application_name="lifecycle-views",
+            )
+            # Timestamps come back in UTC, and now() is stored as such.
+            conn.execute("SET TIME ZONE 'UTC'")
+            self._conn = conn
+        return self._conn
+
+    @contextmanager
+    def _transaction(self) -> Iterator[psycopg.Cursor[Any]]:
+        """One transaction: committed if the block ends normally, rolled back on any error."""
+        with self._lock, self._translate():
+            conn = self._connection()
+            with conn.transaction(), conn.cursor() as cur:
+                yield cur
+
+    def _lock_ddl(self, cur: psycopg.Cursor[Any]) -> None:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK_KEY,))
+
+    def _ensure_schema(self, cur: psycopg.Cursor[Any], name: str) -> None:
+        # Look first: CREATE SCHEMA IF NOT EXISTS needs the CREATE privilege on the database even
+        # when the schema exists, which a service role given only its schemas does not have.
+        if cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (name,)).fetchone():
+            return
+        cur.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
+        if name in SCHEMA_COMMENTS:
+            cur.execute(
+                sql.SQL("COMMENT ON SCHEMA {} IS {}").format(
+                    sql.Identifier(name), sql.Literal(SCHEMA_COMMENTS[name])
+                )
+            )
+
+    def _create_table(self, cur: psycopg.Cursor[Any], table: Table) -> None:
+        """1. compare an existing table's columns; 2. create; 3. entity index; 4. comments."""
+        schema = self.internal_schema if table.internal else self.schema
+        existing = cur.execute(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_schema = %s AND table_name = %s",
+            (schema, table.name),
+        ).fetchall()
+        if existing:
+            check_existing_columns(table, (r[0] for r in existing))
+        columns = [
+            sql.SQL("{} {}{}").format(
+                sql.Identifier(c.name),
+                sql.SQL(_SQL_TYPES[c.type]),
+                sql.SQL(" NOT NULL" if table.is_required(c) else ""),
+            )
+            for c in table.columns
+        ]
+        columns.append(
+            sql.SQL("PRIMARY KEY ({})").format(sql.SQL(", ").join(map(sql.Identifier, table.key)))
+        )
+        cur.execute(
+            sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(
+                self._name(table), sql.SQL(", ").join(columns)
+            )
+        )
+        # Entity replacements delete by the entity column; when it leads the key the primary
+        # key's index serves that already.
+        if table.entity and table.key[0] != table.entity:
+            cur.execute(
+                sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
+                    sql.Identifier(f"{table.name}_{table.entity}_idx"[:63]),
+                    self._name(table),
+                    sql.Identifier(table.entity),
+                )
+            )
+        # Always (re)set: descriptions may have been improved since the table was created.
+        cur.execute(
+            sql.SQL("COMMENT ON TABLE {} IS {}").format(self._name(table), sql.Literal(table.description))
+        )
+        for column in table.columns:
+            cur.execute(
+                sql.SQL("COMMENT ON COLUMN {} IS {}").format(
+                    sql.Identifier(schema, table.name, column.name), sql.Literal(column.description)
+                )
+            )
+
+    @contextmanager
+    def _translate(self) -> Iterator[None]:
+        """Driver errors become ViewStoreError at this edge; ours pass through unchanged."""
+        try:
+            yield
+        except psycopg.errors.UndefinedTable as e:
+            match = re.search(r'relation "([^"]+)" does not exist', str(e))
+            raise UnknownTable(match.group(1) if match else str(e)) from e
+        except psycopg.errors.IntegrityError as e:
+            raise ViewStoreError(f"constraint violated in {self._where}: {e}") from e
+        except psycopg.OperationalError as e:
+            raise ViewStoreError(f"PostgreSQL view store {self._where} unavailable: {e}") from e
+        except psycopg.Error as e:
+            raise ViewStoreError(f"PostgreSQL view store {self._where}: {e}") from e
+
+
+def _where_sql(conditions: Sequence[Condition]) -> tuple[sql.Composable, list[Any]]:
+    clauses: list[sql.Composable] = []
+    params: list[Any] = []
+    for condition in conditions:
+        column = sql.Identifier(condition.column.name)
+        present = [v for v in condition.values if v is not None]
+        has_null = len(present) < len(condition.values)
+        if not condition.many:
+            if has_null:
+                clauses.append(sql.SQL("{} IS NULL").format(column))
+            else:
+                clauses.append(sql.SQL("{} = %s").format(column))
+                params.append(present[0])
+            continue
+        # One array parameter whatever the list length; cast, or an empty or all-int list would
+        # be typed from its contents instead of the column.
+        clause = sql.SQL("{} = ANY(%s::{}[])").format(column, sql.SQL(_SQL_TYPES[condition.column.type]))
+        params.append(present)
+        if has_null:
+            clause = sql.SQL("({} OR {} IS NULL)").format(clause, column)
+        clauses.append(clause)
+    if not clauses:
+        return sql.SQL(""), params
+    return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(clauses), params
+
+
+def _order_sql(orderings: Sequence[Ordering]) -> sql.Composable:
+    terms = [
+        sql.SQL("{}{} {}").format(
+            sql.Identifier(o.column.name),
+            # Byte order for text, as SQLite and Python compare, whatever the database's locale.
+            sql.SQL(' COLLATE "C"' if o.column.type == "text" else ""),
+            sql.SQL("DESC NULLS FIRST" if o.descending else "ASC NULLS LAST"),
+        )
+        for o in orderings
+    ]
+    return sql.SQL(" ORDER BY ") + sql.SQL(", ").join(terms)
