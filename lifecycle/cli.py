@@ -169,7 +169,7 @@ def report(
     day, fmt = parse_day(as_of), check_format(fmt)
     with runtime() as rt:
         if rt.embedded:
-            rt.runner.catch_up(day)
+            rt.runner.catch_up()  # summary tables stay "as of today"; the report is as of `day`
         rows = build_report(kind, rt.views, rt.engine.model, day)
     render(rows, fmt, f"{REPORTS[kind][0]} — as of {day}", out)
 

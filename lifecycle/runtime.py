@@ -58,7 +58,7 @@ class Runtime:
 
     def sweep(self, as_of: date) -> int:
         """Churn the customers inactive at ``as_of``: candidates from the views, decided by the aggregates."""
-        self.runner.catch_up(as_of)
+        self.runner.catch_up()
         threshold = datetime.combine(as_of, datetime.min.time(), tzinfo=UTC) - timedelta(
             days=self.engine.model.inactivity_days
         )
@@ -68,7 +68,7 @@ class Runtime:
             if row["last_activity_at"] <= threshold
         )
         churned = self.engine.sweep(as_of, candidates, self.settings.batch_size)
-        self.runner.catch_up(as_of)
+        self.runner.catch_up()
         return churned
 
     def close(self) -> None:

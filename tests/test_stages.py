@@ -59,3 +59,32 @@ def test_unreadable_or_invalid_json_model_files(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(StageModelError, match="not valid JSON"):
         load_stage_model(bad)
+
+
+def test_a_custom_model_drives_the_engine(tmp_path):
+    from lifecycle.engine import LifecycleEngine
+    from tests.events import purchase, request
+
+    doc = _minimal(
+        stages=[{"name": "lead"}, {"name": "buyer"}, {"name": "lapsed"}],
+        edges=[
+            {"from": "lead", "to": "buyer", "when": ["purchase"], "reason": "bought"},
+            {"from": "buyer", "to": "lapsed", "when": ["request", "inactive"]},
+        ],
+    )
+    engine = LifecycleEngine(env={"PERSISTENCE_MODULE": "eventsourcing.popo"}, model=load_stage_model(_write(tmp_path, doc)))
+    engine.ingest([purchase("shop:1", "2026-01-01T10:00:00Z", "o-1")])
+    assert engine.customer("shop:1").stage == "buyer"
+    refused = engine.ingest([request("shop:1", "2026-01-02T10:00:00Z", "lead")])
+    assert refused.rejected == 1
+    engine.ingest([request("shop:1", "2026-01-03T10:00:00Z", "lapsed")])
+    assert engine.customer("shop:1").stage == "lapsed"
+
+
+def test_the_cli_refuses_to_start_with_a_broken_model(tmp_path):
+    from tests.test_cli import lifecycle
+
+    path = _write(tmp_path, _minimal(edges=[{"from": "lead", "to": "buyer", "when": ["telepathy"]}]))
+    done = lifecycle(tmp_path, "report", "funnel", LIFECYCLE_STAGE_MODEL=str(path))
+    assert done.returncode == 2
+    assert b"unknown guard 'telepathy'" in done.stderr and b"Traceback" not in done.stderr
