@@ -12,7 +12,7 @@ changes nothing.
 from __future__ import annotations
 
 import base64
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
@@ -36,13 +36,18 @@ class ProjectionRunner:
         store: ViewStore,
         model: StageModel,
         consumer: str = CONSUMER,
-        batch_size: int = 2000,
+        batch_size: int = 5000,
+        cache_size: int = 50_000,
     ) -> None:
         self.source = source
         self.store = store
         self.model = model
         self.consumer = consumer
         self.batch_size = batch_size
+        # Entity histories already in the inbox, so a busy customer is not read back
+        # and decoded at every step. Only committed state goes in; a failed write clears it.
+        self._histories: OrderedDict[str, dict[int, LogEvent]] = OrderedDict()
+        self.cache_size = cache_size
         store.create(ALL_TABLES)
 
     def catch_up(
@@ -94,16 +99,25 @@ class ProjectionRunner:
             history = [known[entity_id][v] for v in sorted(known[entity_id])]
             self._derive(entity_id, history, replace)
         # 4. one transaction
-        self.store.write(
-            ViewChange(
-                consumer=self.consumer,
-                position=events[-1].position,
-                expected_position=expected_position,
-                check_position=True,
-                append={PROJECTION_INBOX.name: inbox_rows, "rejections": rejections},
-                replace_entities=replace,
+        try:
+            self.store.write(
+                ViewChange(
+                    consumer=self.consumer,
+                    position=events[-1].position,
+                    expected_position=expected_position,
+                    check_position=True,
+                    append={PROJECTION_INBOX.name: inbox_rows, "rejections": rejections},
+                    replace_entities=replace,
+                )
             )
-        )
+        except BaseException:
+            self._histories.clear()
+            raise
+        for entity_id in entity_events:
+            self._histories[entity_id] = known[entity_id]
+            self._histories.move_to_end(entity_id)
+        while len(self._histories) > self.cache_size:
+            self._histories.popitem(last=False)
 
     def _derive(
         self, entity_id: str, history: list[LogEvent], replace: dict[str, dict[Any, list[dict[str, Any]]]]
@@ -124,8 +138,14 @@ class ProjectionRunner:
 
     def _inbox(self, entity_events: dict[str, list[LogEvent]]) -> dict[str, dict[int, LogEvent]]:
         known: dict[str, dict[int, LogEvent]] = defaultdict(dict)
-        if entity_events:
-            for row in self.store.rows(PROJECTION_INBOX.name, where={"entity_id": list(entity_events)}):
+        missing = []
+        for entity_id in entity_events:
+            if entity_id in self._histories:
+                known[entity_id] = dict(self._histories[entity_id])
+            else:
+                missing.append(entity_id)
+        if missing:
+            for row in self.store.rows(PROJECTION_INBOX.name, where={"entity_id": missing}):
                 known[row["entity_id"]][row["version"]] = LogEvent(
                     position=0,
                     aggregate_type=row["aggregate_type"],
@@ -145,6 +165,7 @@ class ProjectionRunner:
 
     def rebuild(self, today: date | None = None, progress: Callable[[int], None] | None = None) -> int:
         """Drop every view and derive it again from the whole log."""
+        self._histories.clear()
         self.store.drop(ALL_TABLES)
         self.store.create(ALL_TABLES)
         self.store.write(ViewChange(consumer=self.consumer, position=0))
