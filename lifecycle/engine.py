@@ -123,7 +123,7 @@ class LifecycleEngine(Application[UUID]):
                 outcomes.append(_malformed(item))
                 rid = ids.malformed_receipt_id(item.raw)
                 if rid not in seen and not self._exists(rid):
-                    receipts.append(_malformed_receipt(rid, item))
+                    receipts.append(_receipt(rid, item, MALFORMED, item.reason))
                 seen.add(rid)
                 continue
             rid = ids.receipt_id(item.source, item.id)
@@ -275,34 +275,20 @@ class _Workspace:
         return found
 
 
-def _receipt(rid: UUID, item: InboundEvent, outcome: str, reason: str | None) -> InboundReceipt:
+def _receipt(rid: UUID, item: InboundEvent | Rejection, outcome: str, reason: str | None) -> InboundReceipt:
+    parsed = isinstance(item, InboundEvent)
     return InboundReceipt._create(
         InboundReceipt.Received,
         id=rid,
         source=item.source,
-        event_id=item.id,
+        event_id=item.id if parsed else item.event_id,
         type=item.type,
         subject=item.subject,
-        occurred_at=item.time,
+        occurred_at=item.time if parsed else None,
         outcome=outcome,
         reason=reason,
-        # Refused events keep their original bytes for the auditors.
-        raw_b64=encode_raw(item.raw) if outcome == REFUSED else None,
-    )
-
-
-def _malformed_receipt(rid: UUID, item: Rejection) -> InboundReceipt:
-    return InboundReceipt._create(
-        InboundReceipt.Received,
-        id=rid,
-        source=item.source,
-        event_id=item.event_id,
-        type=item.type,
-        subject=item.subject,
-        occurred_at=None,
-        outcome=MALFORMED,
-        reason=item.reason,
-        raw_b64=encode_raw(item.raw),
+        # Refused and malformed events keep their original bytes for the auditors.
+        raw_b64=None if outcome in (ACCEPTED, DUPLICATE) else encode_raw(item.raw),
     )
 
 

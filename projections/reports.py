@@ -86,8 +86,8 @@ def _funnel_rows(funnel: str, sequence: Sequence[str], furthest: Iterable[int], 
 # -- deals --------------------------------------------------------------------------
 
 
-def deal_forecast(deal_stage_history: Iterable[Row], as_of: date) -> list[dict[str, Any]]:
-    """Deals by close month and forecast category as they stood at the end of ``as_of``."""
+def deal_stages_as_of(deal_stage_history: Iterable[Row], as_of: date) -> dict[str, Row]:
+    """Each deal's stage row in force at the end of ``as_of`` (deals not yet opened are absent)."""
     cutoff = end_of(as_of)
     latest: dict[str, Row] = {}
     for row in deal_stage_history:
@@ -95,6 +95,12 @@ def deal_forecast(deal_stage_history: Iterable[Row], as_of: date) -> list[dict[s
             prior = latest.get(row["deal_id"])
             if prior is None or row["seq"] > prior["seq"]:
                 latest[row["deal_id"]] = row
+    return latest
+
+
+def deal_forecast(deal_stage_history: Iterable[Row], as_of: date) -> list[dict[str, Any]]:
+    """Deals by close month and forecast category as they stood at the end of ``as_of``."""
+    latest = deal_stages_as_of(deal_stage_history, as_of)
     groups: dict[tuple[str, str, str], dict[str, Any]] = {}
     won: dict[str, int] = defaultdict(int)
     closed: dict[str, int] = defaultdict(int)
@@ -259,13 +265,7 @@ def rfm_segment(r: int, f: int) -> str:
 
 def pipeline_by_stage(deal_stage_history: Iterable[Row], as_of: date) -> list[dict[str, Any]]:
     """Deals per pipeline stage (open and closed) as they stood at the end of ``as_of``."""
-    cutoff = end_of(as_of)
-    latest: dict[str, Row] = {}
-    for row in deal_stage_history:
-        if row["entered_at"] < cutoff:
-            prior = latest.get(row["deal_id"])
-            if prior is None or row["seq"] > prior["seq"]:
-                latest[row["deal_id"]] = row
+    latest = deal_stages_as_of(deal_stage_history, as_of)
     groups: dict[tuple[int, str], dict[str, Any]] = {}
     for row in latest.values():
         stage = PIPELINE_BY_NAME[row["stage"]]
