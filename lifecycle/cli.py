@@ -7,11 +7,13 @@ with one line on stderr and a non-zero exit status, never a traceback.
 from __future__ import annotations
 
 import sys
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, BinaryIO, NoReturn
 
 import typer
 from eventsourcing.persistence import PersistenceError
@@ -19,6 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from lifecycle.batch import BatchResult
 from lifecycle.errors import LifecycleError
 from lifecycle.output import FORMATS, render
 from lifecycle.runtime import Runtime
@@ -109,49 +112,69 @@ def ingest(
     Exit status 0: nothing rejected; 1: some lines were rejected (the rest was ingested).
     """
     if file == "-":
-        lines = sys.stdin.buffer.read().splitlines()
+        stream, size = sys.stdin.buffer, None
     else:
         path = Path(file)
         if not path.is_file():
             fail(f"cannot read {file}: no such file")
         try:
-            lines = path.read_bytes().splitlines()
+            stream, size = path.open("rb"), path.stat().st_size
         except OSError as e:
             fail(f"cannot read {file}: {e.strerror}")
-    with runtime() as rt:
-        counts = _ingest(rt, lines)
-    accepted, duplicates, rejected, reasons = counts
-    out.print(f"accepted {accepted}  duplicate {duplicates}  rejected {rejected}", highlight=False)
-    for where, reason in reasons[:show]:
-        err.print(f"  rejected {where}: {reason}", highlight=False, markup=False)
-    if len(reasons) > show:
-        err.print(f"  … and {len(reasons) - show} more (see `lifecycle report` / the rejections view)")
-    if rejected:
+    with stream, runtime() as rt:
+        tally = _ingest(rt, stream, size, show)
+    out.print(
+        f"accepted {tally.accepted}  duplicate {tally.duplicates}  rejected {tally.rejected}", highlight=False
+    )
+    for where, reason in tally.reasons:
+        err.print(f"  rejected {where}: {reason}", highlight=False, markup=False, soft_wrap=True)
+    if tally.rejected > len(tally.reasons):
+        err.print(f"  … and {tally.rejected - len(tally.reasons)} more (all are in the rejections view)")
+    if tally.rejected:
         raise typer.Exit(EXIT_REJECTED)
 
 
-def _ingest(rt: Runtime, lines: list[bytes]) -> tuple[int, int, int, list[tuple[str, str]]]:
-    events = [line for line in lines if line.strip()]
-    accepted = duplicates = rejected = 0
-    reasons: list[tuple[str, str]] = []
+@dataclass
+class _Tally:
+    show: int
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    reasons: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _ingest(rt: Runtime, stream: BinaryIO, size: int | None, show: int) -> _Tally:
+    """Stream the lines through the engine (memory stays flat whatever the file size)."""
+    tally = _Tally(show)
+    line_numbers: deque[int] = deque()
+    read = 0
+
+    def events() -> Iterator[bytes]:
+        nonlocal read
+        for number, line in enumerate(stream, start=1):
+            read += len(line)
+            if line.strip():
+                line_numbers.append(number)
+                yield line
+
     with progress_bar() as bar:
-        task = bar.add_task("ingesting", total=len(events))
+        task = bar.add_task("ingesting", total=size)
 
-        def on_batch(result) -> None:  # type: ignore[no-untyped-def]
-            nonlocal accepted, duplicates, rejected
-            accepted += result.accepted
-            duplicates += result.duplicates
-            rejected += result.rejected
+        def on_batch(result: BatchResult) -> None:
+            tally.accepted += result.accepted
+            tally.duplicates += result.duplicates
+            tally.rejected += result.rejected
             for o in result.outcomes:
-                if o.rejected:
-                    reasons.append((f"{o.source or '?'}/{o.event_id or '?'}", o.reason or o.outcome))
-            bar.advance(task, len(result.outcomes))
+                number = line_numbers.popleft()
+                if o.rejected and len(tally.reasons) < tally.show:
+                    tally.reasons.append((f"line {number}", o.reason or o.outcome))
+            bar.update(task, completed=read)
 
-        rt.ingest_lines(events, on_batch)
+        rt.ingest_lines(events(), on_batch)
         if rt.embedded:
             views = bar.add_task("projecting", total=None)
             rt.runner.catch_up(progress=lambda n: bar.advance(views, n))
-    return accepted, duplicates, rejected, reasons
+    return tally
 
 
 # -- reports -------------------------------------------------------------------------

@@ -102,3 +102,28 @@ def test_not_yet_built_commands_say_so(tmp_path):
     for args in (("run", "relay"), ("audit", "verify"), ("customer", "forget", "shop:1")):
         done = lifecycle(tmp_path, *args)
         assert done.returncode == 3 and b"not implemented yet" in done.stderr
+
+
+def test_demo_prints_the_pipeline_retention_and_advocacy_reports(tmp_path):
+    done = lifecycle(tmp_path, "demo", "--customers", "300", "--seed", "2", COLUMNS="200")
+    assert done.returncode == 0, done.stderr
+    text = done.stdout.decode()
+    for title in ("Sales pipeline by stage", "Retention by months since first purchase", "NPS and advocacy by month"):
+        assert title in text
+    assert "churned by sweep" in text and "rejected" in text
+
+
+def test_rebuild_gives_the_same_reports(tmp_path):
+    from datetime import date
+
+    from lifecycle.simulate import simulate
+
+    lines = simulate(customers=120, seed=9, start=date(2024, 1, 1), days=400)
+    lifecycle(tmp_path, "ingest", "-", stdin=b"\n".join(lines))
+    reports = {kind: lifecycle(tmp_path, "report", kind, "--as-of", "2025-01-15", "--format", "json").stdout
+               for kind in ("funnel", "forecast", "cohorts", "advocacy", "rfm")}
+    done = lifecycle(tmp_path, "projections", "rebuild")
+    assert done.returncode == 0 and b"rebuilt all views" in done.stdout
+    for kind, before in reports.items():
+        after = lifecycle(tmp_path, "report", kind, "--as-of", "2025-01-15", "--format", "json").stdout
+        assert json.loads(after) == json.loads(before), kind

@@ -145,3 +145,11 @@ def test_refund_larger_than_its_order_is_refused(engine):
         ev("crm.refund.recorded", "shop:1", "2026-01-03T10:00:00Z", {"order_id": "o-1", "amount": "6.00", "currency": "USD"}),
     ])
     assert [o.outcome for o in result.outcomes] == ["accepted", "refused"]
+
+
+def test_a_deal_event_naming_another_customer_is_refused(engine):
+    engine.ingest([ev("crm.deal.opened", "acme:1", "2026-01-01T10:00:00Z",
+                      {"deal_id": "d-1", "amount": "10.00", "currency": "USD", "expected_close": "2026-03-01"})])
+    result = engine.ingest([ev("crm.deal.won", "acme:2", "2026-01-05T10:00:00Z", {"deal_id": "d-1"})])
+    assert result.rejected == 1 and "belongs to customer acme:1" in result.outcomes[0].reason
+    assert engine.customer("acme:2") is None
