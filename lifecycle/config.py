@@ -15,6 +15,15 @@ from urllib.parse import unquote, urlsplit
 from lifecycle.errors import ConfigError
 
 
+#: Every environment variable the code reads (deploy files are checked against this list).
+ENVIRONMENT = (
+    "LIFECYCLE_DATABASE_URL", "LIFECYCLE_DATA_DIR", "LIFECYCLE_STAGE_MODEL", "LIFECYCLE_BATCH_SIZE",
+    "LIFECYCLE_KAFKA_BOOTSTRAP", "LIFECYCLE_TOPIC_INBOUND", "LIFECYCLE_TOPIC_EVENTS",
+    "LIFECYCLE_TOPIC_REJECTED", "LIFECYCLE_TOPIC_PARTITIONS", "LIFECYCLE_TOPIC_REPLICATION",
+    "LIFECYCLE_TOPIC_MIN_INSYNC", "LIFECYCLE_LOG_FORMAT",
+)
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None
@@ -22,6 +31,12 @@ class Settings:
     stage_model_path: Path | None
     batch_size: int
     kafka_bootstrap: str | None
+    topic_inbound: str = "lifecycle.inbound"
+    topic_events: str = "lifecycle.events"
+    topic_rejected: str = "lifecycle.rejected"
+    topic_partitions: int = 12
+    topic_replication: int = 1
+    topic_min_insync: int = 1
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -33,6 +48,12 @@ class Settings:
             stage_model_path=Path(model) if model else None,
             batch_size=_positive_int(env, "LIFECYCLE_BATCH_SIZE", 500),
             kafka_bootstrap=env.get("LIFECYCLE_KAFKA_BOOTSTRAP") or None,
+            topic_inbound=env.get("LIFECYCLE_TOPIC_INBOUND") or "lifecycle.inbound",
+            topic_events=env.get("LIFECYCLE_TOPIC_EVENTS") or "lifecycle.events",
+            topic_rejected=env.get("LIFECYCLE_TOPIC_REJECTED") or "lifecycle.rejected",
+            topic_partitions=_positive_int(env, "LIFECYCLE_TOPIC_PARTITIONS", 12),
+            topic_replication=_positive_int(env, "LIFECYCLE_TOPIC_REPLICATION", 1),
+            topic_min_insync=_positive_int(env, "LIFECYCLE_TOPIC_MIN_INSYNC", 1),
         )
 
     def describe_store(self) -> str:
