@@ -6,6 +6,7 @@ with one line on stderr and a non-zero exit status, never a traceback.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections import deque
 from collections.abc import Iterator
@@ -304,11 +305,35 @@ def schemas_export(directory: Annotated[Path, typer.Argument(help="Folder to wri
 
 
 @app.command("run")
-def run_service(service: Annotated[str, typer.Argument(help="ingest, relay or project")]) -> None:
-    """Run one of the Kafka services. Not built yet."""
-    if service not in ("ingest", "relay", "project"):
+def run_service(
+    service: Annotated[str, typer.Argument(help="ingest, relay or project")],
+    health_file: Annotated[Path | None, typer.Option(help="Touched after every healthy loop")] = None,
+) -> None:
+    """Run one of the Kafka services until SIGTERM or SIGINT."""
+    from consumers.service import HealthFile, StopSignal, configure_logging
+
+    services = {"ingest": "consumers.ingest:IngestService", "relay": "consumers.relay:RelayService",
+                "project": "consumers.project:ProjectService"}
+    if service not in services:
         fail(f"unknown service {service!r}: choose ingest, relay or project")
-    fail(f"lifecycle run {service} is not implemented yet (the Kafka services are tracked in issue 3)", 3)
+    log = configure_logging()
+    stop = StopSignal().install()
+    with runtime() as rt:
+        if rt.settings.kafka_bootstrap is None:
+            fail("LIFECYCLE_KAFKA_BOOTSTRAP is not set: the services need a Kafka broker (host:port)")
+        from consumers.errors import ConsumersError
+        from consumers.topics import ensure_topics
+
+        try:
+            ensure_topics(rt.settings.kafka_bootstrap, rt.settings)
+        except ConsumersError as e:
+            fail(str(e))
+        module, _, name = services[service].partition(":")
+        cls = getattr(importlib.import_module(module), name)
+        log.info("service_started", service=service, store=rt.settings.describe_store(),
+                 bootstrap=rt.settings.kafka_bootstrap)
+        cls(rt, log).run(stop, HealthFile(health_file))
+        log.info("service_stopped", service=service)
 
 
 def main() -> None:

@@ -20,7 +20,8 @@ ENVIRONMENT = (
     "LIFECYCLE_DATABASE_URL", "LIFECYCLE_DATA_DIR", "LIFECYCLE_STAGE_MODEL", "LIFECYCLE_BATCH_SIZE",
     "LIFECYCLE_KAFKA_BOOTSTRAP", "LIFECYCLE_TOPIC_INBOUND", "LIFECYCLE_TOPIC_EVENTS",
     "LIFECYCLE_TOPIC_REJECTED", "LIFECYCLE_TOPIC_PARTITIONS", "LIFECYCLE_TOPIC_REPLICATION",
-    "LIFECYCLE_TOPIC_MIN_INSYNC", "LIFECYCLE_LOG_FORMAT",
+    "LIFECYCLE_TOPIC_MIN_INSYNC", "LIFECYCLE_KAFKA_GROUP_TIMEOUT_MS",
+    "LIFECYCLE_KAFKA_GROUP_PREFIX", "LIFECYCLE_LOG_FORMAT",
 )
 
 
@@ -37,6 +38,8 @@ class Settings:
     topic_partitions: int = 12
     topic_replication: int = 1
     topic_min_insync: int = 1
+    group_timeout_ms: int = 30_000
+    group_prefix: str = "lifecycle"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -54,6 +57,8 @@ class Settings:
             topic_partitions=_positive_int(env, "LIFECYCLE_TOPIC_PARTITIONS", 12),
             topic_replication=_positive_int(env, "LIFECYCLE_TOPIC_REPLICATION", 1),
             topic_min_insync=_positive_int(env, "LIFECYCLE_TOPIC_MIN_INSYNC", 1),
+            group_timeout_ms=_positive_int(env, "LIFECYCLE_KAFKA_GROUP_TIMEOUT_MS", 30_000),
+            group_prefix=env.get("LIFECYCLE_KAFKA_GROUP_PREFIX") or "lifecycle",
         )
 
     def describe_store(self) -> str:

@@ -67,8 +67,11 @@ class ProjectionRunner:
         self.refresh_summaries(today)
         return applied
 
-    def apply(self, events: Sequence[LogEvent], expected_position: int | None) -> None:
-        """One step, one transaction:
+    def apply(
+        self, events: Sequence[LogEvent], expected_position: int | None, consumer: str | None = None
+    ) -> None:
+        """One step, one transaction, ending at ``events[-1].position`` for ``consumer``
+        (this runner's own by default; a Kafka consumer names its partition):
 
         1. split the events into entity events (customers, deals) and receipts
         2. read the inbox of every entity touched and add the new events (by version)
@@ -102,7 +105,7 @@ class ProjectionRunner:
         try:
             self.store.write(
                 ViewChange(
-                    consumer=self.consumer,
+                    consumer=consumer or self.consumer,
                     position=events[-1].position,
                     expected_position=expected_position,
                     check_position=True,
@@ -118,6 +121,10 @@ class ProjectionRunner:
             self._histories.move_to_end(entity_id)
         while len(self._histories) > self.cache_size:
             self._histories.popitem(last=False)
+
+    def forget_cached_histories(self) -> None:
+        """Another process may have written these entities (a partition moved): read them again."""
+        self._histories.clear()
 
     def _derive(
         self, entity_id: str, history: list[LogEvent], replace: dict[str, dict[Any, list[dict[str, Any]]]]

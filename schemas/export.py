@@ -2,7 +2,8 @@
 
 One file per (event type, data version), ``<type>.v<version>.schema.json``:
 the envelope with that version's ``data`` embedded; plus
-``envelope.schema.json``, the generic envelope. Output is deterministic
+``envelope.schema.json``, the generic envelope; and ``outbound.v1.schema.json``,
+the messages of ``lifecycle.events``. Output is deterministic
 (sorted keys, indent 2, trailing newline), so committed copies can be
 compared with freshly generated ones.
 """
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas.envelope import Envelope, envelope_model
+from schemas.outbound import OUTBOUND_SCHEMA_VERSION, OutboundEvent
 from schemas.versions import DATA_MODELS, LATEST_VERSION
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -28,6 +30,8 @@ def schema_documents() -> dict[str, dict[str, Any]]:
             status = "latest" if version == LATEST_VERSION[event_type] else "old, upcast on arrival"
             schema["title"] = f"{event_type} v{version} ({status})"
             documents[f"{event_type}.v{version}.schema.json"] = schema
+    outbound = OutboundEvent.model_json_schema(mode="validation")
+    documents[f"outbound.v{OUTBOUND_SCHEMA_VERSION}.schema.json"] = outbound
     for name, schema in documents.items():
         schema["$schema"] = JSON_SCHEMA_DIALECT
         schema["$id"] = name

@@ -99,9 +99,16 @@ def test_schemas_export_writes_the_committed_files(tmp_path):
 
 
 def test_not_yet_built_commands_say_so(tmp_path):
-    for args in (("run", "relay"), ("audit", "verify"), ("customer", "forget", "shop:1")):
+    for args in (("audit", "verify"), ("customer", "forget", "shop:1")):
         done = lifecycle(tmp_path, *args)
         assert done.returncode == 3 and b"not implemented yet" in done.stderr
+
+
+def test_services_need_a_broker_and_a_known_name(tmp_path):
+    done = lifecycle(tmp_path, "run", "relay")
+    assert done.returncode == 2 and b"LIFECYCLE_KAFKA_BOOTSTRAP is not set" in done.stderr
+    done = lifecycle(tmp_path, "run", "everything")
+    assert done.returncode == 2 and b"unknown service 'everything'" in done.stderr
 
 
 def test_demo_prints_the_pipeline_retention_and_advocacy_reports(tmp_path):

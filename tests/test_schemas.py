@@ -429,7 +429,8 @@ def test_export_writes_deterministic_files(tmp_path):
     assert names == sorted(names) == [path.name for path in second]
     assert "envelope.schema.json" in names and "crm.purchase.recorded.v1.schema.json" in names
     assert "crm.feedback.submitted.v1.schema.json" in names and "crm.feedback.submitted.v2.schema.json" in names
-    assert len(names) == 1 + sum(len(versions) for versions in DATA_MODELS.values())
+    assert "outbound.v1.schema.json" in names  # the lifecycle.events contract
+    assert len(names) == 2 + sum(len(versions) for versions in DATA_MODELS.values())
     for a, b in zip(first, second):
         text = a.read_text(encoding="utf-8")
         assert text == b.read_text(encoding="utf-8") and text.endswith("}\n")

@@ -1,0 +1,102 @@
+"""``lifecycle run ingest``: lifecycle.inbound → the engine, exactly once.
+
+The database, not Kafka, holds the position: each partition's batch is applied
+in one transaction together with ``kafka:<topic>:<partition>`` = next offset,
+and on every assignment the consumer seeks there. Kafka's committed offsets
+are written afterwards only so that lag can be watched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from eventsourcing.persistence import Tracking
+from kafka import ConsumerRebalanceListener, TopicPartition
+from kafka.structs import OffsetAndMetadata
+
+from consumers import clients
+from consumers.service import HealthFile, StopSignal
+from lifecycle.engine import LifecycleEngine
+from lifecycle.runtime import Runtime
+from schemas import Rejection, parse
+
+
+
+def tracking_name(topic: str, partition: int) -> str:
+    return f"kafka:{topic}:{partition}"
+
+
+class _SeekToStoredPosition(ConsumerRebalanceListener):
+    def __init__(self, service: IngestService) -> None:
+        self.service = service
+
+    def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        self.service.log.info("partitions_revoked", partitions=sorted(tp.partition for tp in revoked))
+
+    def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        for tp in assigned:
+            position = self.service.stored_position(tp)
+            self.service.consumer.seek(tp, position)
+        self.service.log.info("partitions_assigned", partitions=sorted(tp.partition for tp in assigned))
+
+
+class IngestService:
+    def __init__(self, rt: Runtime, log: Any) -> None:
+        self.rt = rt
+        self.engine: LifecycleEngine = rt.engine
+        self.settings = rt.settings
+        self.log = log.bind(service="ingest")
+        self.consumer = clients.consumer(self.settings, f"{self.settings.group_prefix}-ingest")
+        self.producer = clients.producer(self.settings, "lifecycle-ingest-dlq")
+
+    def stored_position(self, tp: TopicPartition) -> int:
+        return self.engine.recorder.max_tracking_id(tracking_name(tp.topic, tp.partition)) or 0
+
+    def run(self, stop: StopSignal, health: HealthFile) -> None:
+        self.consumer.subscribe([self.settings.topic_inbound], listener=_SeekToStoredPosition(self))
+        try:
+            while not stop.requested:
+                polled = self.consumer.poll(timeout_ms=1000)
+                for tp, records in polled.items():
+                    self.apply(tp, records)
+                health.beat()
+        finally:
+            # Leave the group at once so the partitions move without waiting for a timeout.
+            self.consumer.close()
+            self.producer.close(timeout=10)
+
+    def apply(self, tp: TopicPartition, records: Sequence[Any]) -> None:
+        """1. publish malformed events to the dead-letter topic (at least once, before the commit)
+        2. apply the batch and store the next offset in ONE database transaction
+        3. commit the offset to Kafka too, for lag monitoring only
+        """
+        name = tracking_name(tp.topic, tp.partition)
+        next_offset = records[-1].offset + 1
+        if self.engine.recorder.has_tracking_id(name, next_offset):
+            return  # a redelivery of what the database already holds
+        raws = [bytes(r.value or b"") for r in records]
+        # 1. dead letters first: after a crash they are sent again, never lost
+        sent = []
+        for record, raw in zip(records, raws, strict=True):
+            parsed = parse(raw)
+            if isinstance(parsed, Rejection):
+                sent.append(self.producer.send(
+                    self.settings.topic_rejected, key=record.key, value=raw,
+                    headers=[
+                        ("reason", parsed.reason.encode()),
+                        ("source_topic", tp.topic.encode()),
+                        ("source_partition", str(tp.partition).encode()),
+                        ("source_offset", str(record.offset).encode()),
+                    ],
+                ))
+        for future in sent:
+            future.get(timeout=60)  # raises if the broker did not acknowledge
+        # 2. one transaction
+        result = self.engine.ingest(raws, tracking=Tracking(name, next_offset))
+        # 3. monitoring only
+        self.consumer.commit({tp: OffsetAndMetadata(next_offset, "", -1)})
+        self.log.info(
+            "batch_applied", partition=tp.partition, next_offset=next_offset, accepted=result.accepted,
+            duplicates=result.duplicates, rejected=result.rejected, dead_lettered=len(sent),
+        )

@@ -1,0 +1,85 @@
+"""``lifecycle run relay``: the store's notification log → lifecycle.events, at least once.
+
+The relay's position (the last notification id the broker acknowledged) is
+kept in the view store's positions table: it is recorded only after every
+message of the batch was acknowledged, so a crash re-sends, never skips. The
+``project`` consumer ignores an aggregate version it has already applied, so
+a re-send changes nothing downstream.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from consumers import clients
+from consumers.outbound import to_message
+from consumers.service import HealthFile, StopSignal
+from lifecycle import ids
+from lifecycle.runtime import Runtime
+from projections.log import LogEvent, log_event_of
+from projections.store import ViewChange
+
+POLL_SECONDS = 0.5
+
+
+class RelayService:
+    def __init__(self, rt: Runtime, log: Any) -> None:
+        self.rt = rt
+        self.settings = rt.settings
+        self.log = log.bind(service="relay")
+        self.producer = clients.producer(self.settings, "lifecycle-relay")
+        self.consumer_name = f"relay:{self.settings.topic_events}"
+        self._deal_customers: dict[str, str] = {}
+
+    def run(self, stop: StopSignal, health: HealthFile) -> None:
+        try:
+            while not stop.requested:
+                sent = self.relay_once()
+                health.beat()
+                if not sent:
+                    stop.wait(POLL_SECONDS)
+        finally:
+            self.producer.close(timeout=10)
+
+    def relay_once(self) -> int:
+        """1. read notifications after the stored position
+        2. send each, keyed by customer id, and wait for every acknowledgement
+        3. record the position
+        """
+        # 1. read
+        position = self.rt.views.position(self.consumer_name) or 0
+        notifications = self.rt.engine.recorder.select_notifications(
+            start=position + 1, limit=self.settings.batch_size
+        )
+        if not notifications:
+            return 0
+        # 2. send and wait
+        to_domain_event = self.rt.engine.mapper.to_domain_event
+        futures = []
+        for n in notifications:
+            event = log_event_of(to_domain_event(n), n.id)
+            key, value, headers = to_message(event, self.key_of(event))
+            futures.append(self.producer.send(self.settings.topic_events, key=key, value=value, headers=headers))
+        for future in futures:
+            future.get(timeout=60)  # raises if the broker did not acknowledge: position not recorded
+        # 3. record
+        last = notifications[-1].id
+        self.rt.views.write(ViewChange(consumer=self.consumer_name, position=last))
+        self.log.info("relayed", count=len(notifications), position=last)
+        return len(notifications)
+
+    def key_of(self, event: LogEvent) -> str:
+        """The customer id, so one customer's events stay in order on one partition."""
+        if event.aggregate_type == "Customer":
+            return event.aggregate_id
+        if event.aggregate_type == "Deal":
+            if event.name == "FirstSeen":
+                self._deal_customers[event.aggregate_id] = event.payload["customer_id"]
+            customer = self._deal_customers.get(event.aggregate_id)
+            if customer is None:
+                deal = self.rt.engine.repository.get(UUID(event.aggregate_id))
+                customer = self._deal_customers[event.aggregate_id] = deal.customer_id
+            return customer
+        subject = event.payload.get("subject")
+        return str(ids.customer_id(subject)) if subject else event.aggregate_id

@@ -1,0 +1,67 @@
+"""What every service shares: structured logs, a clean stop on SIGTERM/SIGINT, a health file."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import structlog
+
+
+def configure_logging(fmt: str | None = None) -> structlog.stdlib.BoundLogger:
+    """JSON lines for machines (the default off a terminal), readable lines on a terminal."""
+    fmt = fmt or os.environ.get("LIFECYCLE_LOG_FORMAT") or ("console" if sys.stderr.isatty() else "json")
+    renderer = structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer()
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    # kafka-python logs through the standard library: keep its warnings, not its chatter.
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    return structlog.get_logger()
+
+
+class StopSignal:
+    """Set by SIGTERM or SIGINT; loops check it between batches, so no batch is cut in half."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def install(self) -> StopSignal:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: self.event.set())
+        return self
+
+    @property
+    def requested(self) -> bool:
+        return self.event.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        return self.event.wait(seconds)
+
+
+class HealthFile:
+    """Touched after every healthy loop; an orchestrator checks its age."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._last = 0.0
+
+    def beat(self) -> None:
+        now = time.monotonic()
+        if self.path is not None and now - self._last >= 1.0:
+            self.path.touch()
+            self._last = now
