@@ -26,6 +26,7 @@ from projections.store import ViewChange, ViewStore
 from projections.tables import ALL_TABLES, PROJECTION_INBOX
 
 CONSUMER = "projections"
+SUMMARIES = "summaries"
 _ENTITY_TYPES = ("Customer", "Deal")
 
 
@@ -168,7 +169,10 @@ class ProjectionRunner:
         """Recompute the summary tables, as of ``today`` (UTC), from the entity rows."""
         as_of = today or datetime.now(UTC).date()
         summaries = compute_summaries(self.store, self.model, as_of)
-        self.store.write(ViewChange(consumer=self.consumer, position=None, replace_tables=summaries))
+        # Storing a position for "summaries" locks its row: refreshes by several project
+        # processes take turns instead of interleaving their delete-and-insert.
+        stamp = int(datetime.now(UTC).timestamp() * 1000)
+        self.store.write(ViewChange(consumer=SUMMARIES, position=stamp, replace_tables=summaries))
 
     def rebuild(self, today: date | None = None, progress: Callable[[int], None] | None = None) -> int:
         """Drop every view and derive it again from the whole log."""
