@@ -46,6 +46,7 @@ class RelayService:
         """1. read notifications after the stored position
         2. send each, keyed by customer id, and wait for every acknowledgement
         3. record the position
+        4. seal the new events
         """
         # 1. read
         position = self.rt.views.position(self.consumer_name) or 0
@@ -66,6 +67,8 @@ class RelayService:
         # 3. record
         last = notifications[-1].id
         self.rt.views.write(ViewChange(consumer=self.consumer_name, position=last))
+        # 4. seal what was relayed (tamper evidence follows the log in commit order too)
+        self.rt.sealer.seal()
         self.log.info("relayed", count=len(notifications), position=last)
         return len(notifications)
 

@@ -38,7 +38,7 @@ def run_demo(rt: Runtime, customers: int, seed: int, out: Console, err: Console)
         rt.ingest_lines(lines, on_batch)
         # 3 + 4. sweep (it projects before and after)
         views = bar.add_task("projecting", total=rt.engine.recorder.max_notification_id() or 0)
-        rt.runner.catch_up(progress=lambda n: bar.advance(views, n))
+        rt.catch_up(progress=lambda n: bar.advance(views, n))
         churned = rt.sweep(as_of)
     out.print(
         f"events {len(lines)}: accepted {totals['accepted']}, duplicate {totals['duplicates']}, "

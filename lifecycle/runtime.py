@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from eventsourcing.persistence import PersistenceError
 
+from lifecycle.audit import Sealer
 from lifecycle.batch import BatchResult
 from lifecycle.config import Settings
 from lifecycle.engine import LifecycleEngine
@@ -26,6 +27,7 @@ class Runtime:
     engine: LifecycleEngine
     views: ViewStore
     runner: ProjectionRunner
+    sealer: Sealer
 
     @classmethod
     def open(cls, settings: Settings | None = None) -> Runtime:
@@ -37,7 +39,7 @@ class Runtime:
             raise StoreError(f"cannot open the event store ({settings.describe_store()}): {e}") from e
         views = open_view_store(settings.database_url, settings.data_dir)
         runner = ProjectionRunner(EngineLogSource(engine), views, model)
-        return cls(settings, engine, views, runner)
+        return cls(settings, engine, views, runner, Sealer(engine.recorder, views))
 
     @property
     def embedded(self) -> bool:
@@ -56,9 +58,14 @@ class Runtime:
                 on_batch(result)
         return results
 
+    def catch_up(self, progress: Callable[[int], None] | None = None) -> int:
+        """Embedded mode: seal the new events, then bring the views up to date."""
+        self.sealer.seal()
+        return self.runner.catch_up(progress=progress)
+
     def sweep(self, as_of: date) -> int:
         """Churn the customers inactive at ``as_of``: candidates from the views, decided by the aggregates."""
-        self.runner.catch_up()
+        self.catch_up()
         threshold = datetime.combine(as_of, datetime.min.time(), tzinfo=UTC) - timedelta(
             days=self.engine.model.inactivity_days
         )
@@ -68,7 +75,7 @@ class Runtime:
             if row["last_activity_at"] <= threshold
         )
         churned = self.engine.sweep(as_of, candidates, self.settings.batch_size)
-        self.runner.catch_up()
+        self.catch_up()
         return churned
 
     def close(self) -> None:

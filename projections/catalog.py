@@ -7,7 +7,7 @@ from datetime import date
 from typing import Any
 
 from lifecycle.stages import StageModel
-from projections import reports
+from projections import analytics, reports
 from projections.store import ViewStore
 
 Report = Callable[[ViewStore, StageModel, date], list[dict[str, Any]]]
@@ -24,6 +24,16 @@ REPORTS: dict[str, tuple[str, Report]] = {
     "advocacy": ("NPS and advocacy by month", lambda s, m, d: reports.advocacy_nps(
         s.rows("customer_feedback"), s.rows("customer_referrals"), s.rows("stage_history"), d)),
     "rfm": ("RFM per customer", lambda s, m, d: reports.customer_rfm(s.rows("customer_purchases"), d)),
+    "funnel-strict": ("Lifecycle funnel, stages entered in order, with time to convert",
+                      lambda s, m, d: analytics.lifecycle_funnel_strict(m, s.rows("stage_history"), d)),
+    "funnel-any-order": ("Lifecycle funnel, stage or a later one reached, with time to convert",
+                         lambda s, m, d: analytics.lifecycle_funnel_any_order(m, s.rows("stage_history"), d)),
+    "stages": ("Time in stage per lifecycle stage", lambda s, m, d: analytics.time_in_stage(
+        m, s.rows("stage_history"), d)),
+    "lifecycle-weekly": ("Customers new, returning, resurrecting, dormant per ISO week (active = purchased)",
+                         lambda s, m, d: analytics.lifecycle_weekly(s.rows("customer_purchases"), d)),
+    "lifecycle-monthly": ("Customers new, returning, resurrecting, dormant per month (active = purchased)",
+                          lambda s, m, d: analytics.lifecycle_monthly(s.rows("customer_purchases"), d)),
 }
 
 

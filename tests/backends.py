@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from lifecycle.audit import Sealer
 from lifecycle.config import Settings
 from lifecycle.engine import LifecycleEngine
 from lifecycle.runtime import Runtime
@@ -25,7 +26,8 @@ def runtime_factory(kind: str, tmp_path: Path, postgres_url: Callable[[], str]) 
             model = load_stage_model()
             engine = LifecycleEngine(env=settings.event_store_env(), model=model)
             views = InMemoryViewStore()
-            return Runtime(settings, engine, views, ProjectionRunner(EngineLogSource(engine), views, model))
+            runner = ProjectionRunner(EngineLogSource(engine), views, model)
+            return Runtime(settings, engine, views, runner, Sealer(engine.recorder, views))
         return open_memory
     url = f"sqlite:///{tmp_path / 'events.sqlite'}" if kind == "sqlite" else postgres_url()
     settings = Settings(database_url=url, data_dir=tmp_path, stage_model_path=None,

@@ -149,12 +149,11 @@ def test_group_commits_manually_and_a_new_member_resumes_there(kafka_bootstrap: 
     produce(kafka_bootstrap, topic, [(None, f"{i}".encode()) for i in range(30)])
     group = f"test-group-{unique_suffix()}"
 
-    started = time.monotonic()
+    # How long the join takes is measured in deploy/broker.py's notes, not asserted: a timed
+    # assertion fails on a busy machine without anything being wrong.
     first = group_consumer(kafka_bootstrap, topic, group)
     records = poll_until(first, lambda rs: len(rs) >= 30)
-    joined_and_read = time.monotonic() - started
     assert len(records) == 30
-    assert joined_and_read < 5, f"join took {joined_and_read:.1f}s with {TEST_GROUP_TIMEOUTS}"
     # commit only up to offset 2 of each partition: the next member must start exactly there
     first.commit({TopicPartition(topic, p): OffsetAndMetadata(2, "", -1) for p in range(3)})
     assert first.committed(TopicPartition(topic, 0)) == 2
