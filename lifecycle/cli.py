@@ -48,7 +48,8 @@ EXIT_USAGE = 2  # a mistake the user can fix; the message says how
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    one_line = " / ".join(line.strip() for line in message.splitlines() if line.strip())
+    err.print(f"[bold red]error:[/] {escape(one_line)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -264,8 +265,12 @@ def customer_history(
 
 @customer_app.command("forget")
 def customer_forget(key: Annotated[str, typer.Argument(help="Upstream customer key")]) -> None:
-    """Erase a customer's personal data (crypto-shredding). Not built yet."""
-    fail("customer forget is not implemented yet (crypto-shredding is tracked in issue 4)", 3)
+    """Erase a customer's personal data (crypto-shredding); stages, amounts and counts stay."""
+    with runtime() as rt:
+        if not rt.forget(key):
+            fail(f"no customer {key!r}", 1)
+    out.print(f"erased the personal data of {key}: its key is destroyed, its views scrubbed, "
+              "and the erasure recorded in its history", highlight=False)
 
 
 @audit_app.command("verify")

@@ -37,6 +37,10 @@ class Workspace(Protocol):
 
     def keep(self, *aggregates: Customer | Deal) -> None: ...
 
+    def protect(self, customer_key: str, kind: str, data: dict[str, Any]) -> dict[str, Any]:
+        """``data`` with its personal fields encrypted under the customer's key."""
+        ...
+
 
 #: Inbound types that record one fact on the customer, by fact kind.
 CUSTOMER_FACTS: dict[str, str] = {
@@ -82,7 +86,7 @@ def apply_inbound(ws: Workspace, event: InboundLike) -> None:
         handler(ws, event)
         return
     kind = CUSTOMER_FACTS[event.type]
-    fact = fact_of(event, kind)
+    fact = fact_of(event, kind, ws.protect(event.subject, kind, data_of(event)))
     customer = ws.customer(event.subject, fact)
     customer.record(ws.model, fact)
     ws.keep(customer)

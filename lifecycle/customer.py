@@ -90,6 +90,11 @@ class Customer(Aggregate):
     class ErasureRequested(FactRecorded):
         KIND = "erasure_requested"
 
+    class Erased(FactRecorded):
+        """Personal data was erased (its key destroyed); the event itself holds none."""
+
+        KIND = "erased"
+
     class StageChanged(Aggregate.Event):
         from_stage: str
         to_stage: str
@@ -116,6 +121,7 @@ class Customer(Aggregate):
         self.paid: dict[str, tuple[Decimal, str]] = {}
         self.refunded: dict[str, Decimal] = {}
         self.erasure_requested = False
+        self.erased = False
 
     @property
     def stage(self) -> str:
@@ -208,6 +214,8 @@ class Customer(Aggregate):
             )
         elif fact.kind == "erasure_requested":
             self.erasure_requested = True
+        elif fact.kind == "erased":
+            self.erased = True
 
 
 FACT_EVENTS: dict[str, type[Customer.FactRecorded]] = {

@@ -7,6 +7,7 @@ position are written together, or not at all.
 
 from __future__ import annotations
 
+import base64
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, time
@@ -29,9 +30,12 @@ from lifecycle.commands import apply_inbound
 from lifecycle.customer import Customer
 from lifecycle.deal import Deal
 from lifecycle.errors import RuleViolation, StoreError
+from lifecycle.keys import KeyRing
+from lifecycle.personal import PERSONAL_FIELDS
 from lifecycle.receipt import ACCEPTED, DUPLICATE, MALFORMED, REFUSED, InboundReceipt, encode_raw
 from lifecycle.rules import DuplicateOrder, Fact
 from lifecycle.stages import StageModel, load_stage_model
+from projections.store import InMemoryViewStore
 from schemas import InboundEvent, Rejection, parse
 
 MAX_ATTEMPTS = 5
@@ -57,9 +61,11 @@ class LifecycleEngine(Application[UUID]):
         env: dict[str, str] | None = None,
         model: StageModel | None = None,
         cache_size: int = 20_000,
+        keyring: KeyRing | None = None,
     ) -> None:
         super().__init__(env)
         self.model = model or load_stage_model()
+        self.keyring = keyring or KeyRing(InMemoryViewStore())
         self._cache: OrderedDict[UUID, Aggregate] = OrderedDict()
         self._cache_size = cache_size
 
@@ -123,7 +129,7 @@ class LifecycleEngine(Application[UUID]):
                 outcomes.append(_malformed(item))
                 rid = ids.malformed_receipt_id(item.raw)
                 if rid not in seen and not self._exists(rid):
-                    receipts.append(_receipt(rid, item, MALFORMED, item.reason))
+                    receipts.append(self._receipt(rid, item, MALFORMED, item.reason))
                 seen.add(rid)
                 continue
             rid = ids.receipt_id(item.source, item.id)
@@ -140,7 +146,7 @@ class LifecycleEngine(Application[UUID]):
                 outcome, reason = DUPLICATE, str(e)
             except RuleViolation as e:
                 outcome, reason = REFUSED, str(e)
-            receipts.append(_receipt(rid, item, outcome, reason))
+            receipts.append(self._receipt(rid, item, outcome, reason))
             outcomes.append(ItemOutcome(outcome, reason, item.source, item.id, item.type, item.subject))
         # 4. one transaction
         pending = [e for r in receipts for e in r.collect_events()]
@@ -179,6 +185,57 @@ class LifecycleEngine(Application[UUID]):
                     if attempt == MAX_ATTEMPTS:
                         raise
         return churned
+
+    def _receipt(
+        self, rid: UUID, item: InboundEvent | Rejection, outcome: str, reason: str | None
+    ) -> InboundReceipt:
+        parsed = isinstance(item, InboundEvent)
+        raw_b64 = None
+        if outcome not in (ACCEPTED, DUPLICATE):
+            # Refused and malformed events keep their original bytes for the auditors,
+            # under the customer's key when we can tell whose they are.
+            raw_b64 = encode_raw(item.raw)
+            if item.subject:
+                raw_b64 = self.keyring.seal(str(ids.customer_id(item.subject)), raw_b64)
+        return InboundReceipt._create(
+            InboundReceipt.Received,
+            id=rid,
+            source=item.source,
+            event_id=item.id if parsed else item.event_id,
+            type=item.type,
+            subject=item.subject,
+            occurred_at=item.time if parsed else None,
+            outcome=outcome,
+            reason=reason,
+            raw_b64=raw_b64,
+        )
+
+    def raw_of(self, receipt: InboundReceipt) -> bytes | None:
+        """The original bytes of a refused or malformed event (None once erased)."""
+        value = receipt.raw_b64
+        if value is not None and receipt.subject:
+            value = self.keyring.reveal(str(ids.customer_id(receipt.subject)), value)
+        return None if value is None else base64.b64decode(value)
+
+    # -- erasure --------------------------------------------------------------------
+
+    def erase(self, key: str, source: str = "lifecycle/cli") -> bool:
+        """Erase a customer's personal data: record that it happened, then destroy the key.
+
+        1. record the Erased fact (holds no personal data) so auditors see when and how
+        2. destroy the customer's key: every encrypted copy becomes unreadable at once
+        Returns False for an unknown customer.
+        """
+        customer = self.customer(key)
+        if customer is None:
+            return False
+        now = datetime.now(UTC)
+        # 1. record
+        customer.record(self.model, Fact("erased", now, source, f"forget:{now.isoformat()}", {}))
+        self.save(customer)
+        # 2. destroy
+        self.keyring.destroy(str(customer.id))
+        return True
 
     # -- queries --------------------------------------------------------------------
 
@@ -262,6 +319,13 @@ class _Workspace:
         assert isinstance(found, Deal)
         return found
 
+    def protect(self, customer_key: str, kind: str, data: dict[str, Any]) -> dict[str, Any]:
+        fields = PERSONAL_FIELDS.get(kind, frozenset()) & data.keys()
+        if not fields:
+            return data
+        cid = str(ids.customer_id(customer_key))
+        return {k: self.engine.keyring.seal(cid, v) if k in fields else v for k, v in data.items()}
+
     def keep(self, *aggregates: Customer | Deal) -> None:
         for aggregate in aggregates:
             self.touched[aggregate.id] = aggregate
@@ -273,23 +337,6 @@ class _Workspace:
         if found is not None:
             self.loaded[aggregate_id] = found
         return found
-
-
-def _receipt(rid: UUID, item: InboundEvent | Rejection, outcome: str, reason: str | None) -> InboundReceipt:
-    parsed = isinstance(item, InboundEvent)
-    return InboundReceipt._create(
-        InboundReceipt.Received,
-        id=rid,
-        source=item.source,
-        event_id=item.id if parsed else item.event_id,
-        type=item.type,
-        subject=item.subject,
-        occurred_at=item.time if parsed else None,
-        outcome=outcome,
-        reason=reason,
-        # Refused and malformed events keep their original bytes for the auditors.
-        raw_b64=None if outcome in (ACCEPTED, DUPLICATE) else encode_raw(item.raw),
-    )
 
 
 def _malformed(item: Rejection) -> ItemOutcome:

@@ -31,7 +31,7 @@ def customer_state(
             e for e in events
             if "occurred_at" not in e.payload or datetime.fromisoformat(e.payload["occurred_at"]) <= as_of
         ]
-    rows = derive_customer(rt.engine.model, str(ids.customer_id(key)), events)
+    rows = derive_customer(rt.engine.model, str(ids.customer_id(key)), events, rt.engine.keyring.reveal)
     if not rows.customer_current:
         return None
     return rows.customer_current[0], rows.stage_history
@@ -42,6 +42,8 @@ def customer_history(rt: Runtime, key: str) -> list[dict[str, Any]]:
     for e in _events(rt, key):
         p = dict(e.payload)
         detail = p.pop("data", None)
+        if isinstance(detail, dict):  # personal fields open while the customer's key exists
+            detail = {k: rt.engine.keyring.reveal(e.aggregate_id, v) for k, v in detail.items()}
         if detail is None:
             detail = {k: v for k, v in p.items() if k not in ("occurred_at", "source", "inbound_id")}
         rows.append({

@@ -48,9 +48,6 @@ class InboundReceipt(Aggregate):
         self.reason = reason
         self.raw_b64 = raw_b64
 
-    @property
-    def raw(self) -> bytes | None:
-        return None if self.raw_b64 is None else base64.b64decode(self.raw_b64)
 
 
 def encode_raw(raw: bytes) -> str:

@@ -15,6 +15,7 @@ from lifecycle.batch import BatchResult
 from lifecycle.config import Settings
 from lifecycle.engine import LifecycleEngine
 from lifecycle.errors import StoreError
+from lifecycle.keys import KeyRing, open_key_store
 from lifecycle.stages import load_stage_model
 from projections.log import EngineLogSource
 from projections.runner import ProjectionRunner
@@ -37,8 +38,10 @@ class Runtime:
             engine = LifecycleEngine(env=settings.event_store_env(), model=model)
         except PersistenceError as e:
             raise StoreError(f"cannot open the event store ({settings.describe_store()}): {e}") from e
+        # The key ring opens after the event store, so an unreachable database is reported as such.
+        keyring = engine.keyring = KeyRing(open_key_store(settings.database_url, settings.data_dir))
         views = open_view_store(settings.database_url, settings.data_dir)
-        runner = ProjectionRunner(EngineLogSource(engine), views, model)
+        runner = ProjectionRunner(EngineLogSource(engine), views, model, reveal=keyring.reveal)
         return cls(settings, engine, views, runner, Sealer(engine.recorder, views))
 
     @property
@@ -78,7 +81,15 @@ class Runtime:
         self.catch_up()
         return churned
 
+    def forget(self, key: str) -> bool:
+        """Erase a customer's personal data everywhere the engine controls (see LifecycleEngine.erase)."""
+        erased = self.engine.erase(key)
+        if erased and self.embedded:
+            self.catch_up()  # the views re-derive the customer and scrub its rejections now
+        return erased
+
     def close(self) -> None:
+        self.engine.keyring.store.close()
         self.views.close()
         self.engine.close()
 

@@ -7,7 +7,7 @@ depends on the order in which events arrived.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -45,13 +45,24 @@ def facts_of(events: Sequence[LogEvent]) -> list[Fact]:
     return sorted(facts, key=lambda f: f.sort_key)
 
 
-def derive_customer(model: StageModel, customer_id: str, events: Sequence[LogEvent]) -> CustomerRows:
+Reveal = Callable[[str, Any], Any]
+
+
+def _as_is(_customer_id: str, value: Any) -> Any:
+    return value
+
+
+def derive_customer(
+    model: StageModel, customer_id: str, events: Sequence[LogEvent], reveal: Reveal = _as_is
+) -> CustomerRows:
+    """The customer's rows; ``reveal(customer_id, value)`` opens encrypted personal fields
+    (None once the customer's key is destroyed)."""
     created = next((e for e in events if e.name == "FirstSeen"), None)
     facts = facts_of(events)
     if created is None or not facts:
         return CustomerRows([], [], [], [], [])
     key = created.payload["key"]
-    fold = _Fold(model, customer_id, key, facts[0].occurred_at)
+    fold = _Fold(model, customer_id, key, facts[0].occurred_at, reveal)
     for fact in facts:
         fold.take(fact)
     recorded = max(e.recorded_at for e in events)
@@ -64,6 +75,7 @@ class _Fold:
     customer_id: str
     key: str
     first_seen_at: datetime
+    reveal: Reveal
     progress: Progress = field(init=False)
     transitions: list[Transition] = field(default_factory=list)
     profile: dict[str, Any] = field(default_factory=dict)
@@ -76,6 +88,7 @@ class _Fold:
     open_tickets: set[str] = field(default_factory=set)
     bant_passed: bool | None = None
     erasure_requested: bool = False
+    erased: bool = False
 
     def __post_init__(self) -> None:
         self.progress = Progress.start(self.model, self.first_seen_at)
@@ -94,7 +107,7 @@ class _Fold:
     def _absorb(self, fact: Fact) -> None:
         data = fact.data
         if fact.kind in ("registered", "profile_updated"):
-            self.profile.update({k: data[k] for k in PERSONAL_FIELDS if k in data})
+            self.profile.update({k: self.reveal(self.customer_id, data[k]) for k in PERSONAL_FIELDS if k in data})
         elif fact.kind == "consent_changed":
             self.consent[str(data["purpose"])] = bool(data["granted"])
         elif fact.kind == "qualification":
@@ -119,6 +132,10 @@ class _Fold:
             self.open_tickets.discard(str(data["ticket_id"]))
         elif fact.kind == "erasure_requested":
             self.erasure_requested = True
+        elif fact.kind == "erased":
+            # Whatever was known before the erasure is gone, even where a key survived.
+            self.profile = {}
+            self.erased = True
 
     def rows(self, recorded_at: datetime) -> CustomerRows:
         ident = {"customer_id": self.customer_id, "customer_key": self.key}
@@ -153,6 +170,7 @@ class _Fold:
             "referrals_made": self.counts.get("referral", 0),
             "open_tickets": len(self.open_tickets),
             "erasure_requested": self.erasure_requested,
+            "erased": self.erased,
             "updated_at": recorded_at,
         }
         return CustomerRows(

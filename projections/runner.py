@@ -19,7 +19,9 @@ from typing import Any
 
 from lifecycle.stages import StageModel
 from projections import reports
-from projections.customers import derive_customer
+from lifecycle.crypto import is_token
+from lifecycle.ids import customer_id
+from projections.customers import Reveal, _as_is, derive_customer
 from projections.deals import derive_deal
 from projections.log import LogEvent, LogSource
 from projections.store import ViewChange, ViewStore
@@ -39,12 +41,14 @@ class ProjectionRunner:
         consumer: str = CONSUMER,
         batch_size: int = 5000,
         cache_size: int = 50_000,
+        reveal: Reveal = _as_is,
     ) -> None:
         self.source = source
         self.store = store
         self.model = model
         self.consumer = consumer
         self.batch_size = batch_size
+        self.reveal = reveal
         # Entity histories already in the inbox, so a busy customer is not read back
         # and decoded at every step. Only committed state goes in; a failed write clears it.
         self._histories: OrderedDict[str, dict[int, LogEvent]] = OrderedDict()
@@ -86,7 +90,7 @@ class ProjectionRunner:
             if event.aggregate_type in _ENTITY_TYPES:
                 entity_events[event.aggregate_id].append(event)
             elif event.aggregate_type == "InboundReceipt":
-                row = rejection_row(event)
+                row = rejection_row(event, self.reveal)
                 if row is not None:
                     rejections.append(row)
         # 2. inbox
@@ -102,6 +106,12 @@ class ProjectionRunner:
         for entity_id in entity_events:
             history = [known[entity_id][v] for v in sorted(known[entity_id])]
             self._derive(entity_id, history, replace)
+        # An erasure scrubs the customer's rejected events too (they hold the original bytes).
+        for key in self._erased_keys(entity_events, known):
+            kept = [r for r in rejections if r["subject"] == key]
+            rejections = [r for r in rejections if r["subject"] != key]
+            stored = self.store.rows("rejections", where={"subject": key})
+            replace["rejections"][key] = [_scrubbed(r) for r in stored + kept]
         # 4. one transaction
         try:
             self.store.write(
@@ -123,6 +133,19 @@ class ProjectionRunner:
         while len(self._histories) > self.cache_size:
             self._histories.popitem(last=False)
 
+    @staticmethod
+    def _erased_keys(
+        entity_events: dict[str, list[LogEvent]], known: dict[str, dict[int, LogEvent]]
+    ) -> list[str]:
+        """Customer keys of the customers erased in this step."""
+        keys = []
+        for entity_id, new in entity_events.items():
+            if any(e.name == "Erased" for e in new):
+                created = next((e for e in known[entity_id].values() if e.name == "FirstSeen"), None)
+                if created is not None:
+                    keys.append(created.payload["key"])
+        return keys
+
     def forget_cached_histories(self) -> None:
         """Another process may have written these entities (a partition moved): read them again."""
         self._histories.clear()
@@ -131,7 +154,7 @@ class ProjectionRunner:
         self, entity_id: str, history: list[LogEvent], replace: dict[str, dict[Any, list[dict[str, Any]]]]
     ) -> None:
         if history[0].aggregate_type == "Customer":
-            rows = derive_customer(self.model, entity_id, history)
+            rows = derive_customer(self.model, entity_id, history, self.reveal)
             for table in ("customer_current", "stage_history", "customer_purchases",
                           "customer_feedback", "customer_referrals"):
                 replace[table][entity_id] = getattr(rows, table)
@@ -199,11 +222,14 @@ def compute_summaries(store: ViewStore, model: StageModel, as_of: date) -> dict[
     }
 
 
-def rejection_row(event: LogEvent) -> dict[str, Any] | None:
+def rejection_row(event: LogEvent, reveal: Reveal = _as_is) -> dict[str, Any] | None:
     p = event.payload
     if p.get("outcome") not in ("refused", "malformed"):
         return None
-    raw = base64.b64decode(p["raw_b64"]) if p.get("raw_b64") else b""
+    raw_b64 = p.get("raw_b64")
+    if raw_b64 and p.get("subject"):
+        raw_b64 = reveal(str(customer_id(p["subject"])), raw_b64)  # None once erased
+    raw = base64.b64decode(raw_b64) if raw_b64 and not is_token(raw_b64) else b""
     occurred = p.get("occurred_at")
     return {
         "rejection_id": event.aggregate_id,
@@ -216,8 +242,12 @@ def rejection_row(event: LogEvent) -> dict[str, Any] | None:
         "occurred_at": datetime.fromisoformat(occurred) if occurred else None,
         "recorded_at": event.recorded_at,
         "raw": _text(raw.decode("utf-8", errors="replace")),
-        "raw_base64": p.get("raw_b64") or "",
+        "raw_base64": base64.b64encode(raw).decode("ascii") if raw else "",
     }
+
+
+def _scrubbed(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "raw": "", "raw_base64": ""}
 
 
 def _inbox_row(event: LogEvent) -> dict[str, Any]:

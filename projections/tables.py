@@ -48,6 +48,7 @@ CUSTOMER_CURRENT = Table(
         _c("referrals_made", "int", "Referrals made", False),
         _c("open_tickets", "int", "Support tickets opened and not resolved", False),
         _c("erasure_requested", "bool", "Erasure of personal data was requested", False),
+        _c("erased", "bool", "Personal data was erased (crypto-shredded)", False),
         _c("updated_at", "timestamp", "Recorded time of the newest event used", False),
     ),
     key=("customer_id",),
@@ -170,10 +171,11 @@ REJECTIONS = Table(
         _c("subject", "text", "Customer key, if readable"),
         _c("occurred_at", "timestamp", "Business time, if readable"),
         _c("recorded_at", "timestamp", "When the engine recorded the rejection", False),
-        _c("raw", "text", "The original bytes as text (invalid UTF-8 replaced)", False),
-        _c("raw_base64", "text", "The original bytes, exactly, base64", False),
+        _c("raw", "text", "The original bytes as text (invalid UTF-8 replaced; empty once erased)", False),
+        _c("raw_base64", "text", "The original bytes, exactly, base64 (empty once erased)", False),
     ),
     key=("rejection_id",),
+    entity="subject",
     description="Every inbound event that was refused or malformed, with its original bytes.",
 )
 

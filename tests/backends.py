@@ -8,6 +8,7 @@ from pathlib import Path
 from lifecycle.audit import Sealer
 from lifecycle.config import Settings
 from lifecycle.engine import LifecycleEngine
+from lifecycle.keys import KeyRing
 from lifecycle.runtime import Runtime
 from lifecycle.stages import load_stage_model
 from projections.log import EngineLogSource
@@ -24,9 +25,10 @@ def runtime_factory(kind: str, tmp_path: Path, postgres_url: Callable[[], str]) 
             settings = Settings(database_url="memory://", data_dir=tmp_path, stage_model_path=None,
                                 batch_size=100, kafka_bootstrap=None)
             model = load_stage_model()
-            engine = LifecycleEngine(env=settings.event_store_env(), model=model)
+            keyring = KeyRing(InMemoryViewStore())
+            engine = LifecycleEngine(env=settings.event_store_env(), model=model, keyring=keyring)
             views = InMemoryViewStore()
-            runner = ProjectionRunner(EngineLogSource(engine), views, model)
+            runner = ProjectionRunner(EngineLogSource(engine), views, model, reveal=keyring.reveal)
             return Runtime(settings, engine, views, runner, Sealer(engine.recorder, views))
         return open_memory
     url = f"sqlite:///{tmp_path / 'events.sqlite'}" if kind == "sqlite" else postgres_url()

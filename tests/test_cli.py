@@ -98,12 +98,6 @@ def test_schemas_export_writes_the_committed_files(tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(p.name for p in committed.iterdir())
 
 
-def test_not_yet_built_commands_say_so(tmp_path):
-    for args in (("customer", "forget", "shop:1"),):
-        done = lifecycle(tmp_path, *args)
-        assert done.returncode == 3 and b"not implemented yet" in done.stderr
-
-
 def test_services_need_a_broker_and_a_known_name(tmp_path):
     done = lifecycle(tmp_path, "run", "relay")
     assert done.returncode == 2 and b"LIFECYCLE_KAFKA_BOOTSTRAP is not set" in done.stderr

@@ -16,6 +16,7 @@ from kafka import KafkaConsumer
 
 from lifecycle.simulate import simulate
 from tests.backends import runtime_factory
+from tests.kafka import read_all
 from tests.kafka_path import (
     SERVICES,
     ServiceProcesses,
@@ -65,6 +66,12 @@ def test_views_after_the_kafka_path_equal_the_embedded_path(kafka_path, kafka_bo
     wait_caught_up(rt, kafka_bootstrap, services)
     assert snapshot(rt, AS_OF) == embedded
     assert services.stop_all() == {name: 0 for name in SERVICES}  # SIGTERM: a clean stop
+
+    # lifecycle.events carries personal fields only as ciphertext (erasure reaches it too).
+    relayed = read_all(kafka_bootstrap, env["LIFECYCLE_TOPIC_EVENTS"],
+                       expected=rt.engine.recorder.max_notification_id())
+    assert any(b"enc:v1:" in r.value for r in relayed)
+    assert not any(b"@example." in r.value for r in relayed)
 
     # Malformed events landed in the dead-letter topic, with the reason and where they came from.
     consumer = KafkaConsumer(env["LIFECYCLE_TOPIC_REJECTED"], bootstrap_servers=kafka_bootstrap,

@@ -173,6 +173,8 @@ class SQLiteViewStore:
             # together, and the consumer then replays them.
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
+            # Erasure scrubs rows in place: freed pages must not keep the old bytes.
+            self._conn.execute("PRAGMA secure_delete=ON")
             # Another process writing (a second runner, a rebuild) makes us wait, not fail.
             self._conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
             self._conn.create_collation(_DECIMAL_COLLATION, _compare_decimals)
