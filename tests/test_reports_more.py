@@ -289,7 +289,9 @@ def test_every_new_kind_is_in_the_catalog_and_reads_the_views(tmp_path):
     assert {r["stage"]: r["customers_entered"] for r in built["stages"]}["customer"] == 2
     assert counts(built["lifecycle-monthly"]) == [
         ("2024-12", date(2024, 12, 1), 2, 0, 0, 0), ("2025-01", date(2025, 1, 1), 0, 0, 0, -2)]
-    assert [r["new"] for r in built["lifecycle-weekly"]] == [1, 1, 0, 0, 0]  # W49 .. 2025-W01
+    assert counts(built["lifecycle-weekly"]) == [  # 12-10 Tue and 12-11 Wed: one ISO week
+        ("2024-W50", date(2024, 12, 9), 2, 0, 0, 0), ("2024-W51", date(2024, 12, 16), 0, 1, 0, -1),
+        ("2024-W52", date(2024, 12, 23), 0, 0, 0, -1), ("2025-W01", date(2024, 12, 30), 0, 0, 0, 0)]
 
 
 def test_stages_report_on_the_command_line(tmp_path):
