@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, BinaryIO, NoReturn
 
+import psycopg
 import typer
 from eventsourcing.persistence import PersistenceError
 from rich.console import Console
@@ -23,6 +24,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from lifecycle.batch import BatchResult
+from lifecycle.config import Settings
 from lifecycle.errors import LifecycleError
 from lifecycle.output import FORMATS, render
 from lifecycle.runtime import Runtime
@@ -35,10 +37,12 @@ customer_app = typer.Typer(no_args_is_help=True, help="One customer: state, hist
 projections_app = typer.Typer(no_args_is_help=True, help="The analysts' views.")
 schemas_app = typer.Typer(no_args_is_help=True, help="The inbound contract.")
 audit_app = typer.Typer(no_args_is_help=True, help="Check the log.")
+analysts_app = typer.Typer(no_args_is_help=True, help="Access for analysts (PostgreSQL).")
 app.add_typer(customer_app, name="customer")
 app.add_typer(projections_app, name="projections")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(audit_app, name="audit")
+app.add_typer(analysts_app, name="analysts")
 
 out = Console()
 err = Console(stderr=True)
@@ -298,6 +302,31 @@ def _aggregate_names(rt: Runtime):  # type: ignore[no-untyped-def]
     """Customer keys (and deal ids) for people, from the views; unknown ids stay ids."""
     known = {r["customer_id"]: f"customer {r['customer_key']}" for r in rt.views.rows("customer_current")}
     return lambda aggregate_id: known.get(aggregate_id, f"aggregate {aggregate_id}")
+
+
+@analysts_app.command("grant")
+def analysts_grant(
+    role: Annotated[str, typer.Option(help="Group role that may read schema reporting")] = "lifecycle_analyst",
+    login: Annotated[str | None, typer.Option(help="Also create (or update) this login user in the role")] = None,
+) -> None:
+    """Create the read-only analyst role: SELECT on schema reporting, nothing else.
+
+    The password of --login comes from LIFECYCLE_ANALYST_PASSWORD (never a command-line argument).
+    """
+    import os
+
+    from lifecycle.analyst import grant_analyst_role
+
+    settings = Settings.from_env()
+    url = settings.database_url or ""
+    if not url.startswith(("postgresql://", "postgres://")):
+        fail("analyst roles are a PostgreSQL feature: set LIFECYCLE_DATABASE_URL=postgresql://…")
+    try:
+        grant_analyst_role(url, role=role, login=login, password=os.environ.get("LIFECYCLE_ANALYST_PASSWORD"))
+    except (ValueError, OSError, psycopg.Error) as e:
+        fail(f"cannot grant the analyst role: {e}")
+    who = f" and login {login}" if login else ""
+    out.print(f"role {role}{who}: may read schema reporting, nothing else", highlight=False)
 
 
 # -- projections, schemas, services -------------------------------------------------------------
