@@ -34,9 +34,11 @@ class ServiceProcesses:
     kills: int = 0
 
     def start(self, name: str) -> None:
+        """Start ``name``: a service, or ``<service>-<n>`` for another process of it."""
+        service = name.partition("-")[0]
         log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
         self.running[name] = subprocess.Popen(
-            [sys.executable, "-m", "lifecycle", "run", name], env=self.env, stdout=log, stderr=log
+            [sys.executable, "-m", "lifecycle", "run", service], env=self.env, stdout=log, stderr=log
         )
 
     def start_all(self) -> None:
