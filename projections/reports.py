@@ -45,25 +45,25 @@ def _months_between(first: str, later: str) -> int:
 def lifecycle_funnel(model: StageModel, stage_history: Iterable[Row], as_of: date) -> list[dict[str, Any]]:
     """Per main-sequence stage: customers that reached it or a later one by ``as_of``."""
     sequence = model.main_sequence
-    furthest: dict[str, int] = {}
-    cutoff = end_of(as_of)
-    for row in stage_history:
-        if row["entered_at"] < cutoff and row["stage"] in sequence:
-            pos = sequence.index(row["stage"])
-            furthest[row["customer_id"]] = max(furthest.get(row["customer_id"], -1), pos)
-    return _funnel_rows("lifecycle", sequence, furthest.values(), as_of)
+    furthest = _furthest(stage_history, "customer_id", sequence, as_of)
+    return _funnel_rows("lifecycle", sequence, furthest, as_of)
 
 
 def deal_funnel(deal_stage_history: Iterable[Row], as_of: date) -> list[dict[str, Any]]:
     """Per pipeline stage up to closed_won: deals that reached it or a later one."""
     sequence = OPEN_STAGES + ("closed_won",)
+    return _funnel_rows("deals", sequence, _furthest(deal_stage_history, "deal_id", sequence, as_of), as_of)
+
+
+def _furthest(history: Iterable[Row], entity: str, sequence: Sequence[str], as_of: date) -> list[int]:
+    """Each entity's furthest position in ``sequence`` entered by the end of ``as_of``."""
     furthest: dict[str, int] = {}
     cutoff = end_of(as_of)
-    for row in deal_stage_history:
+    for row in history:
         if row["entered_at"] < cutoff and row["stage"] in sequence:
             pos = sequence.index(row["stage"])
-            furthest[row["deal_id"]] = max(furthest.get(row["deal_id"], -1), pos)
-    return _funnel_rows("deals", sequence, furthest.values(), as_of)
+            furthest[row[entity]] = max(furthest.get(row[entity], -1), pos)
+    return list(furthest.values())
 
 
 def _funnel_rows(funnel: str, sequence: Sequence[str], furthest: Iterable[int], as_of: date) -> list[dict[str, Any]]:
