@@ -41,6 +41,10 @@ class Workspace(Protocol):
         """``data`` with its personal fields encrypted under the customer's key."""
         ...
 
+    def erase_after_commit(self, customer: Customer) -> None:
+        """Destroy the customer's key once this batch is committed."""
+        ...
+
 
 #: Inbound types that record one fact on the customer, by fact kind.
 CUSTOMER_FACTS: dict[str, str] = {
@@ -89,6 +93,11 @@ def apply_inbound(ws: Workspace, event: InboundLike) -> None:
     fact = fact_of(event, kind, ws.protect(event.subject, kind, data_of(event)))
     customer = ws.customer(event.subject, fact)
     customer.record(ws.model, fact)
+    if kind == "erasure_requested":
+        # Honoured at once: the erasure is recorded in this batch and the key is destroyed
+        # as soon as the batch is committed.
+        customer.record(ws.model, Fact("erased", event.time, event.source, event.id, {}))
+        ws.erase_after_commit(customer)
     ws.keep(customer)
 
 

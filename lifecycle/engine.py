@@ -111,7 +111,8 @@ class LifecycleEngine(Application[UUID]):
         """1. skip a batch whose position is already stored
         2. classify each item: malformed, duplicate (in batch or stored), or to apply
         3. apply the rest through the aggregates, refusals become receipts
-        4. write receipts, domain events and position in one transaction
+        4. write receipts, domain events and position in one transaction, then destroy the
+           keys of customers whose erasure was requested
         5. remember the aggregates for the next batch
         """
         # 1. a redelivered batch (its position is stored) changes nothing
@@ -153,6 +154,11 @@ class LifecycleEngine(Application[UUID]):
         pending += [e for agg in ws.touched.values() for e in agg.collect_events()]
         if pending or tracking is not None:
             self.events.put(pending, tracking=tracking)
+        # Erasures requested in this batch: the Erased facts are committed, now the keys go.
+        # (A crash right here leaves a key behind; `lifecycle customer forget` finishes the job,
+        # and the views already drop the data of an erased customer.)
+        for customer_id in ws.erasures:
+            self.keyring.destroy(customer_id)
         # 5. cache (a customer first seen by a refused event was never saved: skip it)
         for aggregate in ws.loaded.values():
             if not aggregate.pending_events:
@@ -286,6 +292,7 @@ class _Workspace:
         self.model = engine.model
         self.loaded: dict[UUID, Aggregate] = {}
         self.touched: dict[UUID, Aggregate] = {}
+        self.erasures: list[str] = []
 
     def customer(self, key: str, fact: Fact) -> Customer:
         cid = ids.customer_id(key)
@@ -325,6 +332,9 @@ class _Workspace:
             return data
         cid = str(ids.customer_id(customer_key))
         return {k: self.engine.keyring.seal(cid, v) if k in fields else v for k, v in data.items()}
+
+    def erase_after_commit(self, customer: Customer) -> None:
+        self.erasures.append(str(customer.id))
 
     def keep(self, *aggregates: Customer | Deal) -> None:
         for aggregate in aggregates:

@@ -89,3 +89,14 @@ def test_forget_on_postgres_leaves_nothing_in_a_full_dump(tmp_path, postgres_url
     for secret in SECRETS:
         assert not _readable(dump, secret), secret
     assert after == before
+
+
+def test_an_inbound_erasure_request_is_honoured_at_once(tmp_path):
+    lines = [*LINES, ev("crm.customer.erasure.requested", "shop:1", "2026-01-20T10:00:00Z", {"reason": "GDPR art. 17"})]
+    lifecycle(tmp_path, "ingest", "-", stdin=b"\n".join(lines))
+    ada = json.loads(lifecycle(tmp_path, "customer", "show", "shop:1", "--format", "json").stdout)[0]
+    assert ada["erased"] is True and ada["erasure_requested"] is True and ada["email"] is None
+    dump = b"".join(p.read_bytes() for p in (tmp_path / "data").iterdir() if p.is_file())
+    for secret in SECRETS:
+        assert not _readable(dump, secret), secret
+    assert lifecycle(tmp_path, "audit", "verify").returncode == 0
