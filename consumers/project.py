@@ -16,7 +16,7 @@ from kafka.structs import OffsetAndMetadata
 
 from consumers import clients
 from consumers.outbound import from_message
-from consumers.service import HealthFile, StopSignal
+from consumers.service import DATABASE_ERRORS, Backoff, HealthFile, StopSignal
 from lifecycle.runtime import Runtime
 
 REFRESH_SECONDS = 5.0
@@ -36,8 +36,13 @@ class _SeekToStoredPosition(ConsumerRebalanceListener):
 
     def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
         self.service.rt.runner.forget_cached_histories()
-        for tp in assigned:
-            self.service.consumer.seek(tp, self.service.stored_position(tp))
+        # An exception here would fail the poll; if the database cannot say where to start,
+        # nothing is applied until the run loop has sought to the stored positions.
+        self.service.must_seek = True
+        try:
+            self.service.seek_to_stored_positions()
+        except DATABASE_ERRORS as e:
+            self.service.log.warning("positions_unreadable", error=" ".join(str(e).split()))
         self.service.log.info("partitions_assigned", partitions=sorted(tp.partition for tp in assigned))
 
 
@@ -49,23 +54,45 @@ class ProjectService:
         self.consumer = clients.consumer(self.settings, f"{self.settings.group_prefix}-project")
         self._dirty = False
         self._last_refresh = 0.0
+        self.must_seek = False
 
     def stored_position(self, tp: TopicPartition) -> int:
         return self.rt.views.position(position_name(tp.topic, tp.partition)) or 0
 
+    def seek_to_stored_positions(self) -> None:
+        for tp in self.consumer.assignment():
+            self.consumer.seek(tp, self.stored_position(tp))
+        self.must_seek = False
+
     def run(self, stop: StopSignal, health: HealthFile) -> None:
         self.consumer.subscribe([self.settings.topic_events], listener=_SeekToStoredPosition(self))
+        backoff = Backoff(stop, self.log)
         try:
             while not stop.requested:
-                polled = self.consumer.poll(timeout_ms=1000)
-                for tp, records in polled.items():
-                    self.apply(tp, records)
-                if self._dirty and (not polled or time.monotonic() - self._last_refresh > REFRESH_SECONDS):
-                    self.rt.runner.refresh_summaries()
-                    self._dirty, self._last_refresh = False, time.monotonic()
+                try:
+                    self.poll_once()
+                except DATABASE_ERRORS as e:
+                    # What was fetched but not written is fetched again from the stored positions;
+                    # a failed write also cleared the runner's cached histories.
+                    self.must_seek = True
+                    backoff.failed(e)
+                    continue
+                backoff.succeeded()
                 health.beat()
         finally:
             self.consumer.close()
+
+    def poll_once(self) -> None:
+        if self.must_seek:
+            self.seek_to_stored_positions()
+        polled = self.consumer.poll(timeout_ms=1000)
+        for tp, records in polled.items():
+            if self.must_seek:
+                return  # a rebalance inside poll could not read the positions
+            self.apply(tp, records)
+        if self._dirty and (not polled or time.monotonic() - self._last_refresh > REFRESH_SECONDS):
+            self.rt.runner.refresh_summaries()
+            self._dirty, self._last_refresh = False, time.monotonic()
 
     def apply(self, tp: TopicPartition, records: Sequence[Any]) -> None:
         """1. decode (position = offset + 1)  2. views + position in one transaction  3. Kafka commit (lag only)"""

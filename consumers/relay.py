@@ -14,7 +14,7 @@ from uuid import UUID
 
 from consumers import clients
 from consumers.outbound import to_message
-from consumers.service import HealthFile, StopSignal
+from consumers.service import DATABASE_ERRORS, Backoff, HealthFile, StopSignal
 from lifecycle import ids
 from lifecycle.runtime import Runtime
 from projections.log import LogEvent, log_event_of
@@ -33,9 +33,15 @@ class RelayService:
         self._deal_customers: dict[str, str] = {}
 
     def run(self, stop: StopSignal, health: HealthFile) -> None:
+        backoff = Backoff(stop, self.log)
         try:
             while not stop.requested:
-                sent = self.relay_once()
+                try:
+                    sent = self.relay_once()
+                except DATABASE_ERRORS as e:
+                    backoff.failed(e)  # the stored position did not move: the batch is sent again
+                    continue
+                backoff.succeeded()
                 health.beat()
                 if not sent:
                     stop.wait(POLL_SECONDS)

@@ -9,8 +9,18 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import structlog
+from eventsourcing.persistence import PersistenceError
+
+from lifecycle.errors import StoreError
+from projections.store.errors import ViewStoreError
+
+# What a database restart, failover or killed connection looks like from the services. They wait
+# it out and resume from the positions stored in the database, which never went ahead of the writes.
+DATABASE_ERRORS: tuple[type[Exception], ...] = (StoreError, ViewStoreError, PersistenceError, psycopg.Error)
 
 
 def configure_logging(fmt: str | None = None) -> structlog.stdlib.BoundLogger:
@@ -65,3 +75,25 @@ class HealthFile:
         if self.path is not None and now - self._last >= 1.0:
             self.path.touch()
             self._last = now
+
+
+class Backoff:
+    """Waits longer after each consecutive failure (up to ``longest``); a success resets it."""
+
+    def __init__(self, stop: StopSignal, log: Any, first: float = 0.5, longest: float = 15.0) -> None:
+        self.stop, self.log = stop, log
+        self.first, self.longest = first, longest
+        self.delay = first
+        self.failures = 0
+
+    def failed(self, error: Exception) -> None:
+        self.failures += 1
+        self.log.warning("database_unavailable", error=" ".join(str(error).split()),
+                         failures=self.failures, retry_in_s=self.delay)
+        self.stop.wait(self.delay)
+        self.delay = min(self.delay * 2, self.longest)
+
+    def succeeded(self) -> None:
+        if self.failures:
+            self.log.info("database_recovered", after_failures=self.failures)
+        self.delay, self.failures = self.first, 0

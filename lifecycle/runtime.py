@@ -5,9 +5,11 @@ from the settings. The only module that knows which adapters go together.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+import psycopg
 from eventsourcing.persistence import PersistenceError
 
 from lifecycle.audit import Sealer
@@ -35,7 +37,10 @@ class Runtime:
         settings = settings or Settings.from_env()
         model = load_stage_model(settings.stage_model_path)
         try:
-            engine = LifecycleEngine(env=settings.event_store_env(), model=model)
+            # The library creates its tables with CREATE TABLE IF NOT EXISTS, which PostgreSQL
+            # does not serialise: services starting together fail with "tuple concurrently updated".
+            with exclusive_setup(settings.database_url):
+                engine = LifecycleEngine(env=settings.event_store_env(), model=model)
         except PersistenceError as e:
             raise StoreError(f"cannot open the event store ({settings.describe_store()}): {e}") from e
         # The key ring opens after the event store, so an unreachable database is reported as such.
@@ -92,6 +97,29 @@ class Runtime:
         self.engine.keyring.store.close()
         self.views.close()
         self.engine.close()
+
+
+# Not the view stores' DDL lock: they take theirs inside their own transactions.
+_SETUP_LOCK_KEY = 0x6C69_6665_6573  # "lifees"
+
+
+@contextmanager
+def exclusive_setup(database_url: str | None) -> Iterator[None]:
+    """One process at a time creates the event store's tables on a PostgreSQL database."""
+    if database_url is None or not database_url.startswith(("postgresql:", "postgres:")):
+        yield
+        return
+    try:
+        conn = psycopg.connect(database_url, autocommit=True, connect_timeout=5)
+    except psycopg.Error as e:
+        raise StoreError(f"cannot reach PostgreSQL to open the event store: {e}") from e
+    with conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (_SETUP_LOCK_KEY,))
+        try:
+            yield
+        finally:
+            if not conn.broken:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (_SETUP_LOCK_KEY,))
 
 
 def _batches(lines: Iterable[bytes], size: int) -> Iterator[list[bytes]]:

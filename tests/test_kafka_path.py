@@ -11,6 +11,7 @@ import time
 import uuid
 from datetime import date
 
+import psycopg
 import pytest
 from kafka import KafkaConsumer
 
@@ -110,3 +111,37 @@ def test_sigkill_at_random_moments_loses_nothing_and_doubles_nothing(kafka_path,
     publish(kafka_bootstrap, env["LIFECYCLE_TOPIC_INBOUND"], lines)
     wait_caught_up(rt, kafka_bootstrap, services)
     assert snapshot(rt, AS_OF) == embedded
+
+
+def test_services_ride_out_terminated_database_connections(kafka_path, postgres_url, kafka_bootstrap, lines, embedded):
+    """A failover, restart or pooler kill drops every connection: the services back off and resume
+    from their stored positions, in the same process."""
+    env, services, _ = kafka_path
+    services.start_all()
+    chunks = [lines[i:i + 300] for i in range(0, len(lines), 300)]
+    terminated = 0
+    for chunk in chunks:
+        publish(kafka_bootstrap, env["LIFECYCLE_TOPIC_INBOUND"], chunk)
+        time.sleep(0.7)
+        terminated += terminate_connections(postgres_url)
+    rt = open_runtime(env)  # the fixture's connections were terminated too
+    try:
+        wait_caught_up(rt, kafka_bootstrap, services)  # fails if any service exited
+        assert snapshot(rt, AS_OF) == embedded
+    finally:
+        rt.close()
+    assert terminated >= len(chunks)
+    retried = [name for name in SERVICES if '"database_unavailable"' in services.tail(name, lines=100_000)]
+    assert retried, "no service saw a terminated connection: the test did not test anything"
+    assert services.stop_all() == {name: 0 for name in SERVICES}
+
+
+def terminate_connections(database_url: str) -> int:
+    """Every other session on the services' database, as an administrator or a failover would."""
+    dbname = database_url.rsplit("/", 1)[1]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()", (dbname,)
+        ).fetchall()
+    return sum(1 for (done,) in rows if done)
