@@ -34,6 +34,7 @@ def producer(settings: Settings, client_id: str) -> KafkaProducer:
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
-        linger_ms=5,
+        linger_ms=20,
+        batch_size=256 * 1024,  # bytes per partition batch: the relay sends pages of thousands
         retries=2_147_483_647,  # delivery is bounded by delivery_timeout_ms, not a retry count
     )

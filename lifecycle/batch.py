@@ -36,3 +36,21 @@ class BatchResult:
     @property
     def rejected(self) -> int:
         return sum(1 for o in self.outcomes if o.rejected)
+
+
+@dataclass
+class IngestTotals:
+    """Counts over many batches: what a long ingest keeps instead of every outcome."""
+
+    batches: int = 0
+    inbound: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+
+    def add(self, result: BatchResult) -> None:
+        self.batches += 1
+        self.inbound += len(result.outcomes)
+        self.accepted += result.accepted
+        self.duplicates += result.duplicates
+        self.rejected += result.rejected

@@ -31,6 +31,7 @@ from lifecycle.customer import Customer
 from lifecycle.deal import Deal
 from lifecycle.errors import RuleViolation, StoreError
 from lifecycle.keys import KeyRing
+from lifecycle.lookup import existing_aggregates
 from lifecycle.personal import PERSONAL_FIELDS
 from lifecycle.receipt import ACCEPTED, DUPLICATE, MALFORMED, REFUSED, InboundReceipt, encode_raw
 from lifecycle.rules import DuplicateOrder, Fact
@@ -121,6 +122,8 @@ class LifecycleEngine(Application[UUID]):
         ):
             return BatchResult(tuple(_duplicate(p) for p in parsed))
         ws = _Workspace(self)
+        # 2a. one look-up for the whole batch: stored receipts, stored customers, their keys
+        stored = self._prefetch(parsed, ws)
         outcomes: list[ItemOutcome] = []
         receipts: list[InboundReceipt] = []
         seen: set[UUID] = set()
@@ -129,12 +132,12 @@ class LifecycleEngine(Application[UUID]):
             if isinstance(item, Rejection):
                 outcomes.append(_malformed(item))
                 rid = ids.malformed_receipt_id(item.raw)
-                if rid not in seen and not self._exists(rid):
+                if rid not in seen and rid not in stored:
                     receipts.append(self._receipt(rid, item, MALFORMED, item.reason))
                 seen.add(rid)
                 continue
             rid = ids.receipt_id(item.source, item.id)
-            if rid in seen or self._exists(rid):
+            if rid in seen or rid in stored:
                 outcomes.append(_duplicate(item))
                 seen.add(rid)
                 continue
@@ -258,10 +261,21 @@ class LifecycleEngine(Application[UUID]):
 
     # -- cache and store --------------------------------------------------------------
 
-    def _exists(self, aggregate_id: UUID) -> bool:
-        return aggregate_id in self._cache or bool(
-            self.recorder.select_events(aggregate_id, limit=1)
+    def _prefetch(self, parsed: Sequence[InboundEvent | Rejection], ws: _Workspace) -> set[UUID]:
+        """Which receipts and customers of this batch are stored, in one query; the customers'
+        keys in one more (new customers get theirs made together). Returns the stored ids."""
+        receipts = [
+            ids.malformed_receipt_id(p.raw) if isinstance(p, Rejection) else ids.receipt_id(p.source, p.id)
+            for p in parsed
+        ]
+        customers = {ids.customer_id(p.subject) for p in parsed if isinstance(p, InboundEvent)}
+        unknown = customers - self._cache.keys()
+        stored = existing_aggregates(self.recorder, [*receipts, *unknown])
+        ws.absent = unknown - stored
+        self.keyring.preload(
+            (str(c) for c in customers - ws.absent), create=(str(c) for c in ws.absent)
         )
+        return stored
 
     def _load(self, aggregate_id: UUID) -> Aggregate | None:
         cached = self._cache.get(aggregate_id)
@@ -293,6 +307,7 @@ class _Workspace:
         self.loaded: dict[UUID, Aggregate] = {}
         self.touched: dict[UUID, Aggregate] = {}
         self.erasures: list[str] = []
+        self.absent: set[UUID] = set()  # customers known not to be stored when the batch began
 
     def customer(self, key: str, fact: Fact) -> Customer:
         cid = ids.customer_id(key)
@@ -343,6 +358,8 @@ class _Workspace:
     def _get(self, aggregate_id: UUID) -> Aggregate | None:
         if aggregate_id in self.loaded:
             return self.loaded[aggregate_id]
+        if aggregate_id in self.absent:
+            return None  # the batch's look-up found nothing stored: no read needed
         found = self.engine._load(aggregate_id)
         if found is not None:
             self.loaded[aggregate_id] = found

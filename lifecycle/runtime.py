@@ -13,7 +13,7 @@ import psycopg
 from eventsourcing.persistence import PersistenceError
 
 from lifecycle.audit import Sealer
-from lifecycle.batch import BatchResult
+from lifecycle.batch import BatchResult, IngestTotals
 from lifecycle.config import Settings
 from lifecycle.engine import LifecycleEngine
 from lifecycle.errors import StoreError
@@ -41,7 +41,7 @@ class Runtime:
             # does not serialise: services starting together fail with "tuple concurrently updated".
             with exclusive_setup(settings.database_url):
                 engine = LifecycleEngine(env=settings.event_store_env(), model=model)
-        except PersistenceError as e:
+        except (PersistenceError, psycopg.Error) as e:
             raise StoreError(f"cannot open the event store ({settings.describe_store()}): {e}") from e
         # The key ring opens after the event store, so an unreachable database is reported as such.
         keyring = engine.keyring = KeyRing(open_key_store(settings.database_url, settings.data_dir))
@@ -56,15 +56,19 @@ class Runtime:
 
     def ingest_lines(
         self, lines: Iterable[bytes], on_batch: Callable[[BatchResult], None] | None = None
-    ) -> list[BatchResult]:
-        """Apply raw lines in batches of the configured size (blank lines are not events)."""
-        results = []
+    ) -> IngestTotals:
+        """Apply raw lines in batches of the configured size (blank lines are not events).
+
+        Streams: only the totals are kept, so memory does not grow with the input; a caller
+        that wants each item's outcome gets every batch's result through ``on_batch``.
+        """
+        totals = IngestTotals()
         for batch in _batches((line for line in lines if line.strip()), self.settings.batch_size):
             result = self.engine.ingest(batch)
-            results.append(result)
+            totals.add(result)
             if on_batch is not None:
                 on_batch(result)
-        return results
+        return totals
 
     def catch_up(self, progress: Callable[[int], None] | None = None) -> int:
         """Embedded mode: seal the new events, then bring the views up to date."""
@@ -109,11 +113,7 @@ def exclusive_setup(database_url: str | None) -> Iterator[None]:
     if database_url is None or not database_url.startswith(("postgresql:", "postgres:")):
         yield
         return
-    try:
-        conn = psycopg.connect(database_url, autocommit=True, connect_timeout=5)
-    except psycopg.Error as e:
-        raise StoreError(f"cannot reach PostgreSQL to open the event store: {e}") from e
-    with conn:
+    with psycopg.connect(database_url, autocommit=True, connect_timeout=5) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_SETUP_LOCK_KEY,))
         try:
             yield

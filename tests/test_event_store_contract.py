@@ -99,3 +99,20 @@ def test_a_concurrent_writer_conflict_is_retried_and_nothing_is_lost(open_runtim
     assert result.accepted == 2
     customer = open_runtime().engine.customer("shop:1")
     assert customer.stage == "retained" and customer.progress.orders == {"o-1", "o-2"}
+
+
+@pytest.mark.parametrize("open_runtime", BACKENDS, indirect=True)
+def test_which_aggregates_exist_is_answered_for_many_at_once(open_runtime, monkeypatch):
+    import uuid
+
+    from lifecycle import lookup
+    from lifecycle.ids import receipt_id
+
+    rt = open_runtime()
+    rt.ingest_lines(LINES)
+    monkeypatch.setattr(lookup, "CHUNK", 3)  # several chunks, so the chunking is exercised too
+    stored = [customer_id("shop:1"), customer_id("shop:2"), receipt_id("test/suite", "e-3")]
+    unknown = [customer_id("shop:404"), uuid.uuid4(), receipt_id("test/suite", "e-404")]
+    asked = [*unknown[:2], *stored, stored[0], unknown[2]]
+    assert lookup.existing_aggregates(rt.engine.recorder, asked) == set(stored)
+    assert lookup.existing_aggregates(rt.engine.recorder, []) == set()

@@ -1,0 +1,63 @@
+"""Which of many aggregates exist, in one query instead of one per aggregate.
+
+The library reads one aggregate at a time; ingest asks, for every event of a batch, whether its
+receipt exists (a duplicate) and whether its customer exists (a load or a creation). Asking per
+event was the largest cost of ingest on PostgreSQL (one round trip each), so the question is put
+once per batch, in the recorder's own database connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import PersistenceError
+from eventsourcing.postgres import PostgresAggregateRecorder
+from eventsourcing.sqlite import SQLiteAggregateRecorder
+from psycopg import Error as PsycopgError
+from psycopg.sql import SQL, Identifier
+
+from lifecycle.errors import StoreError
+
+# Well under SQLite's default limit of host parameters (32766) and kind to PostgreSQL's planner.
+CHUNK = 2000
+
+
+def existing_aggregates(recorder: Any, aggregate_ids: Collection[UUID]) -> set[UUID]:
+    """The subset of ``aggregate_ids`` that has at least one stored event."""
+    wanted = list(dict.fromkeys(aggregate_ids))
+    found: set[UUID] = set()
+    try:
+        for start in range(0, len(wanted), CHUNK):
+            found |= _existing(recorder, wanted[start:start + CHUNK])
+    except (PersistenceError, PsycopgError) as e:
+        raise StoreError(f"event store failed: {e}") from e
+    return found
+
+
+def _existing(recorder: Any, chunk: list[UUID]) -> set[UUID]:
+    if not chunk:
+        return set()
+    if isinstance(recorder, PostgresAggregateRecorder):
+        statement = SQL("SELECT DISTINCT originator_id FROM {}.{} WHERE originator_id = ANY(%s)").format(
+            Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name)
+        )
+        with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
+            cursor.execute(statement, (chunk,))
+            return {_uuid(row["originator_id"]) for row in cursor.fetchall()}
+    if isinstance(recorder, SQLiteAggregateRecorder):
+        marks = ",".join("?" * len(chunk))
+        statement = (
+            f"SELECT DISTINCT originator_id FROM {recorder.events_table_name} "  # noqa: S608 - the library's table name
+            f"WHERE originator_id IN ({marks})"
+        )
+        with recorder.datastore.transaction(commit=False) as cursor:
+            cursor.execute(statement, [u.hex for u in chunk])
+            return {_uuid(row["originator_id"]) for row in cursor.fetchall()}
+    # In memory (and any other recorder): one read per aggregate, which costs nothing there.
+    return {u for u in chunk if recorder.select_events(u, limit=1)}
+
+
+def _uuid(value: Any) -> UUID:
+    return value if isinstance(value, UUID) else UUID(str(value))
