@@ -18,7 +18,7 @@ from consumers.outbound import to_message
 from consumers.service import DATABASE_ERRORS, Backoff, HealthFile, StopSignal
 from lifecycle import ids
 from lifecycle.runtime import Runtime
-from projections.log import LogEvent, log_event_of
+from projections.log import EngineLogSource, LogEvent
 from projections.store import ViewChange
 
 POLL_SECONDS = 0.5
@@ -35,6 +35,7 @@ class RelayService:
         self.consumer_name = f"relay:{self.settings.topic_events}"
         self._deal_customers: dict[str, str] = {}
         self._sealed_at = 0.0
+        self.source = EngineLogSource(rt.engine)
 
     def run(self, stop: StopSignal, health: HealthFile) -> None:
         backoff = Backoff(stop, self.log)
@@ -67,10 +68,9 @@ class RelayService:
             self.seal()  # idle: nothing is left unsealed
             return 0
         # 2. send and wait
-        to_domain_event = self.rt.engine.mapper.to_domain_event
         futures = []
         for n in notifications:
-            event = log_event_of(to_domain_event(n), n.id)
+            event = self.source.log_event(n)
             key, value, headers = to_message(event, self.key_of(event))
             futures.append(self.producer.send(self.settings.topic_events, key=key, value=value, headers=headers))
         self.producer.flush(timeout=60)

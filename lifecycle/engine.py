@@ -123,20 +123,22 @@ class LifecycleEngine(Application[UUID]):
             return BatchResult(tuple(_duplicate(p) for p in parsed))
         ws = _Workspace(self)
         # 2a. one look-up for the whole batch: stored receipts, stored customers, their keys
-        stored = self._prefetch(parsed, ws)
+        receipt_ids = [
+            ids.malformed_receipt_id(p.raw) if isinstance(p, Rejection) else ids.receipt_id(p.source, p.id)
+            for p in parsed
+        ]
+        stored = self._prefetch(parsed, receipt_ids, ws)
         outcomes: list[ItemOutcome] = []
         receipts: list[InboundReceipt] = []
         seen: set[UUID] = set()
-        for item in parsed:
+        for item, rid in zip(parsed, receipt_ids, strict=True):
             # 2. classify
             if isinstance(item, Rejection):
                 outcomes.append(_malformed(item))
-                rid = ids.malformed_receipt_id(item.raw)
                 if rid not in seen and rid not in stored:
                     receipts.append(self._receipt(rid, item, MALFORMED, item.reason))
                 seen.add(rid)
                 continue
-            rid = ids.receipt_id(item.source, item.id)
             if rid in seen or rid in stored:
                 outcomes.append(_duplicate(item))
                 seen.add(rid)
@@ -261,13 +263,11 @@ class LifecycleEngine(Application[UUID]):
 
     # -- cache and store --------------------------------------------------------------
 
-    def _prefetch(self, parsed: Sequence[InboundEvent | Rejection], ws: _Workspace) -> set[UUID]:
+    def _prefetch(
+        self, parsed: Sequence[InboundEvent | Rejection], receipts: Sequence[UUID], ws: _Workspace
+    ) -> set[UUID]:
         """Which receipts and customers of this batch are stored, in one query; the customers'
         keys in one more (new customers get theirs made together). Returns the stored ids."""
-        receipts = [
-            ids.malformed_receipt_id(p.raw) if isinstance(p, Rejection) else ids.receipt_id(p.source, p.id)
-            for p in parsed
-        ]
         customers = {ids.customer_id(p.subject) for p in parsed if isinstance(p, InboundEvent)}
         unknown = customers - self._cache.keys()
         stored = existing_aggregates(self.recorder, [*receipts, *unknown])
