@@ -5,13 +5,27 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo test install install-dev clean
+.PHONY: demo test install install-dev bench bench-quick chaos chaos-quick clean
 
 demo: $(VENV)/.installed
 	$(BIN)/lifecycle demo
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest
+
+# Measurements (issue 5), not part of `make test`: they take minutes and print figures.
+bench: $(VENV)/.installed-dev
+	$(BIN)/python -m bench.run
+
+bench-quick: $(VENV)/.installed-dev
+	$(BIN)/python -m bench.run --quick
+
+chaos: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -q tests/test_hostile_inputs.py tests/test_fuzz.py
+	$(BIN)/python -m chaos.run --strict $(CHAOS_ARGS)
+
+chaos-quick: $(VENV)/.installed-dev
+	$(BIN)/python -m chaos.run --strict --quick $(CHAOS_ARGS)
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev

@@ -1,0 +1,87 @@
+"""One measured process for ``bench.store_scale``: ingest a file, then (optionally) rebuild.
+
+``python -m bench.child --data-dir D --input FILE --out RESULT.json [--rebuild]``
+
+Reads FILE line by line into ``Runtime.ingest_lines`` (the input is never held in memory, as
+``lifecycle ingest FILE`` streams it), on an embedded store in D. Records its peak resident set
+(VmHWM) after opening the runtime, after the ingest and after the rebuild. With ``--rebuild``,
+also times reading every stored event raw from the store in pages (the rebuild's baseline),
+the rebuild of every view, and the raw read again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from bench.common import proc_status_kib
+from lifecycle.config import Settings
+from lifecycle.runtime import Runtime
+
+
+def raw_read(rt: Runtime, page: int, decode: bool = False) -> tuple[int, float]:
+    """Every notification from the start, ``page`` at a time, as the projections page."""
+    recorder = rt.engine.recorder
+    to_domain_event = rt.engine.mapper.to_domain_event
+    started = time.perf_counter()
+    count, start = 0, 1
+    while True:
+        notifications = recorder.select_notifications(start=start, limit=page)
+        if not notifications:
+            break
+        if decode:
+            for n in notifications:
+                to_domain_event(n)
+        count += len(notifications)
+        start = notifications[-1].id + 1
+    return count, time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data-dir", required=True, type=Path)
+    parser.add_argument("--input", required=True, type=Path)
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--rebuild", action="store_true")
+    parser.add_argument("--decode-baseline", action="store_true")
+    args = parser.parse_args()
+
+    result: dict = {}
+    settings = Settings(database_url=None, data_dir=args.data_dir, stage_model_path=None,
+                        batch_size=args.batch_size, kafka_bootstrap=None)
+    rt = Runtime.open(settings)
+    try:
+        result["vmhwm_kib_open"] = proc_status_kib("VmHWM")
+        with args.input.open("rb") as stream:
+            started = time.perf_counter()
+            totals = rt.ingest_lines(line for line in stream)
+            result["ingest_seconds"] = time.perf_counter() - started
+        result["inbound"] = totals.inbound
+        result["accepted"] = totals.accepted
+        result["stored"] = rt.engine.recorder.max_notification_id() or 0
+        result["vmhwm_kib_ingest"] = proc_status_kib("VmHWM")
+        result["vmrss_kib_ingest"] = proc_status_kib("VmRSS")
+        if args.rebuild:
+            page = rt.runner.batch_size
+            result["page"] = page
+            reads = [raw_read(rt, page)]
+            started = time.perf_counter()
+            rt.runner.rebuild()
+            result["rebuild_seconds"] = time.perf_counter() - started
+            reads.append(raw_read(rt, page))
+            result["raw_read_seconds"] = [s for _, s in reads]
+            result["raw_read_events"] = reads[0][0]
+            if args.decode_baseline:
+                result["raw_read_decode_seconds"] = raw_read(rt, page, decode=True)[1]
+            result["vmhwm_kib_rebuild"] = proc_status_kib("VmHWM")
+            result["customers"] = len(rt.views.rows("customer_current"))
+    finally:
+        rt.close()
+    args.out.write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,205 @@
+"""e2e_kafka and the ingest-processes half of scale_curve: the Kafka path on real processes.
+
+Each run takes a fresh PostgreSQL database and fresh topics (4 partitions) on the development
+broker (Tansu, deploy/broker.py), starts the services as ``python -m lifecycle run ...``
+processes (tests/kafka_path.py's harness), waits until the consumer groups hold every partition,
+then starts the clock and publishes the feed with confluent-kafka (an upstream producer that is
+not our code, idempotent, acks=all, keyed by customer).
+
+- ``e2e_kafka``: ingest + relay + project running; the clock stops when the views hold every
+  event: ingest's stored offsets reach what was published, the relay has sent every stored event
+  and ``project`` has stored the end offset of every ``lifecycle.events`` partition. Inbound
+  events/s ÷ the raw library saving the same number of events in batches of 500 on PostgreSQL
+  (``ingest_postgres``'s per-inbound baseline from this run, or measured here when it did not run).
+  The summary tables (refreshed when ``project`` is idle) are not waited for.
+- scale curve: only 1, 2, 4 ``ingest`` processes in one group; the clock stops when their stored
+  offsets reach what was published. Inbound events/s, and each ÷ the 1-process figure.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from bench.common import Context, fresh_database, inbound_lines, scratch, subjects_of
+
+POLL_S = 0.25
+
+
+def _settings_env(ctx: Context, url: str, bootstrap: str) -> dict[str, str]:
+    from tests.kafka_path import kafka_settings_env
+
+    env = kafka_settings_env(url, bootstrap, uuid.uuid4().hex[:10])
+    env["LIFECYCLE_TOPIC_PARTITIONS"] = str(ctx.sizes.kafka_partitions)
+    env["LIFECYCLE_BATCH_SIZE"] = str(ctx.sizes.batch)
+    env["LIFECYCLE_KAFKA_GROUP_PREFIX"] = "bench-" + env["LIFECYCLE_TOPIC_INBOUND"].rsplit(".", 1)[1]
+    return env
+
+
+def _publish(bootstrap: str, topic: str, lines: list[bytes], keys: list[str]) -> dict[int, int]:
+    """Publish every line; return partition → next offset after the last acknowledged record."""
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
+                         "linger.ms": 5, "client.id": "upstream-bench"})
+    ends: dict[int, int] = {}
+    failures: list[str] = []
+
+    def on_delivery(err, msg) -> None:  # type: ignore[no-untyped-def]
+        if err is not None:
+            failures.append(str(err))
+        else:
+            ends[msg.partition()] = max(ends.get(msg.partition(), 0), msg.offset() + 1)
+
+    for line, key in zip(lines, keys, strict=True):
+        while True:
+            try:
+                producer.produce(topic, value=line, key=None if key == "?" else key.encode(),
+                                 on_delivery=on_delivery)
+                break
+            except BufferError:  # the local queue is full: let deliveries drain
+                producer.poll(0.1)
+        producer.poll(0)
+    remaining = producer.flush(120)
+    if remaining or failures:
+        raise RuntimeError(f"publishing failed: {remaining} unsent, {failures[:3]}")
+    return ends
+
+
+def _assignments(logs: Path, names: list[str]) -> dict[str, set[int]]:
+    """Each process's partitions according to its last rebalance log lines."""
+    held: dict[str, set[int]] = {}
+    for name in names:
+        path = logs / f"{name}.log"
+        current: set[int] = set()
+        if path.exists():
+            for raw in path.read_text(errors="replace").splitlines():
+                try:
+                    entry = json.loads(raw)
+                except ValueError:
+                    continue
+                if entry.get("event") == "partitions_assigned":
+                    current = set(entry.get("partitions") or [])
+                elif entry.get("event") == "partitions_revoked":
+                    current = set()
+        held[name] = current
+    return held
+
+
+def _wait_ready(ctx: Context, services: Any, logs: Path, ingest: list[str], project: bool,
+                timeout: float = 90.0) -> tuple[float, bool]:
+    """Until every partition of each group is held, without overlap, twice in a row."""
+    partitions = set(range(ctx.sizes.kafka_partitions))
+    started = time.monotonic()
+    last = None
+    while time.monotonic() - started < timeout:
+        services.check_alive()
+        held = _assignments(logs, ingest + (["project"] if project else []))
+        ingest_parts = [held[n] for n in ingest]
+        ok = set().union(*ingest_parts) == partitions and sum(map(len, ingest_parts)) == len(partitions)
+        ok = ok and all(ingest_parts[: len(partitions)])
+        if project:
+            ok = ok and held["project"] == partitions
+        state = repr(sorted((k, sorted(v)) for k, v in held.items()))
+        if ok and state == last:
+            return time.monotonic() - started, True
+        last = state if ok else None
+        time.sleep(1.0)
+    return time.monotonic() - started, False
+
+
+def _ingest_done(rt: Any, topic: str, ends: dict[int, int]) -> bool:
+    recorder = rt.engine.recorder
+    return all((recorder.max_tracking_id(f"kafka:{topic}:{p}") or 0) >= end for p, end in ends.items())
+
+
+def _run(ctx: Context, lines: list[bytes], keys: list[str], ingest_processes: int, full_path: bool,
+         label: str) -> dict[str, Any]:
+    from tests.kafka import end_offsets
+    from tests.kafka_path import ServiceProcesses, open_runtime, service_env
+
+    bootstrap = ctx.broker().bootstrap
+    with scratch(ctx.workdir, f"kafka-{label}") as logs, fresh_database(ctx) as url:
+        env = _settings_env(ctx, url, bootstrap)
+        services = ServiceProcesses(service_env(env), logs)
+        rt = open_runtime(env)
+        try:
+            ingest = ["ingest"] + [f"ingest-{i}" for i in range(2, ingest_processes + 1)]
+            for name in ingest:
+                services.start(name)
+            if full_path:
+                services.start("relay")
+                services.start("project")
+            ready_s, ready = _wait_ready(ctx, services, logs, ingest, project=full_path)
+            ctx.log(f"{label}: {'ready' if ready else 'NOT all partitions assigned'} after {ready_s:.1f}s; "
+                    f"publishing {len(lines)} events")
+            inbound, events_topic = env["LIFECYCLE_TOPIC_INBOUND"], env["LIFECYCLE_TOPIC_EVENTS"]
+            started = time.perf_counter()
+            ends = _publish(bootstrap, inbound, lines, keys)
+            published_s = time.perf_counter() - started
+            marks: dict[str, float] = {}
+            deadline = started + ctx.sizes.kafka_timeout
+            while time.perf_counter() < deadline:
+                services.check_alive()
+                now = time.perf_counter() - started
+                if "ingest" not in marks and _ingest_done(rt, inbound, ends):
+                    marks["ingest"] = now
+                    if not full_path:
+                        break
+                if full_path and "ingest" in marks and "relay" not in marks:
+                    stored = rt.engine.recorder.max_notification_id() or 0
+                    if (rt.views.position(f"relay:{events_topic}") or 0) >= stored:
+                        marks["relay"] = now
+                if "relay" in marks:
+                    highs = end_offsets(bootstrap, events_topic)
+                    if all((rt.views.position(f"kafka:{events_topic}:{p}") or 0) >= h for p, h in highs.items()):
+                        marks["views"] = now
+                        break
+                time.sleep(POLL_S)
+            stored = rt.engine.recorder.max_notification_id() or 0
+            customers = len(rt.views.rows("customer_current")) if full_path else None
+            codes = services.stop_all()
+        finally:
+            services.stop_all()
+            rt.close()
+    done = marks.get("views" if full_path else "ingest")
+    return {
+        "events": len(lines), "ingest_processes": ingest_processes, "partitions": ctx.sizes.kafka_partitions,
+        "batch_size": ctx.sizes.batch, "assignment_wait_s": ready_s, "assigned_before_start": ready,
+        "publish_seconds": published_s, "marks_seconds": marks, "complete": done is not None,
+        "seconds": done, "per_s": len(lines) / done if done else None, "stored_events": stored,
+        "customers_in_views": customers, "exit_codes": codes,
+    }
+
+
+def e2e_kafka(ctx: Context) -> tuple[dict[str, float], dict[str, Any]]:
+    n = ctx.sizes.e2e
+    lines = inbound_lines(n)
+    keys = subjects_of(lines)
+    run = _run(ctx, lines, keys, 1, full_path=True, label="e2e_kafka")
+    if "raw_postgres_per_inbound_s" in ctx.shared:
+        baseline, source = ctx.shared["raw_postgres_per_inbound_s"], "ingest_postgres in this run"
+    else:
+        from bench.ingest import raw_postgres_rate
+
+        ctx.log(f"e2e_kafka: raw PostgreSQL baseline ({n} events)")
+        baseline, source = raw_postgres_rate(ctx, n), f"measured here ({n} events, 2 runs)"
+    value = run["per_s"] / baseline if run["per_s"] else float("nan")
+    ctx.shared["kafka_e2e_run"] = run
+    return {"e2e_kafka": value}, {"run": run, "baseline_per_s": baseline, "baseline": source}
+
+
+def kafka_scale(ctx: Context) -> tuple[dict[str, float], dict[str, Any]]:
+    n = ctx.sizes.kafka_scale
+    lines = inbound_lines(n)
+    keys = subjects_of(lines)
+    runs = {}
+    for k in ctx.sizes.kafka_processes:
+        runs[k] = _run(ctx, lines, keys, k, full_path=False, label=f"kafka_ingest_x{k}")
+        ctx.log(f"kafka_scale: {k} ingest process(es): "
+                + (f"{runs[k]['per_s']:.0f} events/s" if runs[k]["per_s"] else "incomplete"))
+    ctx.shared["kafka_points"] = {k: r["per_s"] for k, r in runs.items()}
+    return {}, {"runs": {str(k): r for k, r in runs.items()}}

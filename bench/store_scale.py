@@ -1,0 +1,97 @@
+"""rss_growth, rebuild and the embedded scale curve: one subprocess per input size.
+
+For each size in ``Sizes.store_points`` (inbound events), the parent writes a simulated feed of
+that size to a file and runs ``python -m bench.child`` on a fresh embedded store: it streams the
+file through the engine, then times a raw read of every stored event, ``rebuild`` of every view,
+and the raw read again. Each child is a separate process, so each peak resident set (VmHWM from
+/proc/self/status, read by the child: it starts again at exec) is its own.
+
+- ``rss_growth`` = peak RSS after the ingest of rss_base × rss_factor events ÷ after rss_base
+  events, minus 1. Also reported: the same with the rebuild of the views included.
+- ``rebuild`` = events/s of rebuilding every view ÷ events/s of reading the same stored events
+  raw (``select_notifications`` in pages of the runner's size, 5000), at the largest size;
+  the raw read runs just before and just after the rebuild and their mean is used.
+- the embedded points of ``scale_curve``: inbound events/s of each child's ingest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import Context, inbound_lines, scratch
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _child(ctx: Context, n: int, rebuild: bool, decode: bool) -> dict[str, Any]:
+    with scratch(ctx.workdir, f"store-{n}") as d:
+        feed = d / "feed.jsonl"
+        lines = inbound_lines(n)
+        with feed.open("wb") as f:
+            for line in lines:
+                f.write(line + b"\n")
+        del lines
+        out = d / "result.json"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LIFECYCLE_")}
+        cmd = [sys.executable, "-m", "bench.child", "--data-dir", str(d / "data"), "--input", str(feed),
+               "--out", str(out), "--batch-size", str(ctx.sizes.batch)]
+        if rebuild:
+            cmd.append("--rebuild")
+        if decode:
+            cmd.append("--decode-baseline")
+        ctx.log(f"store_scale: child on {n} inbound events{' + rebuild' if rebuild else ''}")
+        started = time.perf_counter()
+        # The child reports its own VmHWM: ru_maxrss from wait4 would also count the pages it
+        # shared with this (larger) parent between fork and exec.
+        code = subprocess.run(cmd, cwd=ROOT, env=env).returncode
+        if code != 0:
+            raise RuntimeError(f"bench.child on {n} events exited with {code}")
+        result = json.loads(out.read_text())
+        result["wall_seconds"] = time.perf_counter() - started
+        return result
+
+
+def store_scale(ctx: Context) -> tuple[dict[str, float], dict[str, Any]]:
+    s = ctx.sizes
+    big = s.rss_base * s.rss_factor
+    points = sorted(set(s.store_points) | {s.rss_base, big})
+    runs = {n: _child(ctx, n, rebuild=n in (s.rss_base, big), decode=n == big) for n in points}
+    base, top = runs[s.rss_base], runs[big]
+
+    raw_s = sum(top["raw_read_seconds"]) / len(top["raw_read_seconds"])
+    rebuild_per_s = top["stored"] / top["rebuild_seconds"]
+    raw_per_s = top["raw_read_events"] / raw_s
+    figures = {
+        "rss_growth": top["vmhwm_kib_ingest"] / base["vmhwm_kib_ingest"] - 1,
+        "rebuild": rebuild_per_s / raw_per_s,
+    }
+    mib = 1024
+    details = {
+        "rss_growth": {
+            "sizes": [s.rss_base, big],
+            "peak_rss_mib_after_ingest": [base["vmhwm_kib_ingest"] / mib, top["vmhwm_kib_ingest"] / mib],
+            "peak_rss_mib_after_open": [base["vmhwm_kib_open"] / mib, top["vmhwm_kib_open"] / mib],
+            "peak_rss_mib_with_rebuild": [base["vmhwm_kib_rebuild"] / mib, top["vmhwm_kib_rebuild"] / mib],
+            "growth_with_rebuild": top["vmhwm_kib_rebuild"] / base["vmhwm_kib_rebuild"] - 1,
+            "growth_above_startup": (top["vmhwm_kib_ingest"] - top["vmhwm_kib_open"])
+            / max(1, base["vmhwm_kib_ingest"] - base["vmhwm_kib_open"]) - 1,
+        },
+        "rebuild": {
+            "inbound": top["inbound"], "stored_events": top["stored"], "customers": top["customers"],
+            "rebuild_seconds": top["rebuild_seconds"], "rebuild_per_s": rebuild_per_s,
+            "raw_read_seconds": top["raw_read_seconds"], "raw_read_per_s": raw_per_s,
+            "page": top["page"],
+            "raw_read_and_decode_seconds": top.get("raw_read_decode_seconds"),
+            "ratio_vs_read_and_decode": (top["raw_read_decode_seconds"] / top["rebuild_seconds"]
+                                         if top.get("raw_read_decode_seconds") else None),
+        },
+        "children": {str(n): r for n, r in runs.items()},
+    }
+    ctx.shared["store_points"] = {n: (r["inbound"] / r["ingest_seconds"], r["stored"]) for n, r in runs.items()}
+    return figures, details
