@@ -12,11 +12,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from eventsourcing.persistence import Tracking
-from kafka import ConsumerRebalanceListener, TopicPartition
+from kafka import TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from consumers import clients
-from consumers.service import DATABASE_ERRORS, Backoff, HealthFile, StopSignal
+from consumers.positions import StoredPositions
+from consumers.service import HealthFile, StopSignal, run_until_stopped
 from lifecycle.engine import LifecycleEngine
 from lifecycle.runtime import Runtime
 from schemas import Rejection, parse
@@ -24,24 +25,6 @@ from schemas import Rejection, parse
 
 def tracking_name(topic: str, partition: int) -> str:
     return f"kafka:{topic}:{partition}"
-
-
-class _SeekToStoredPosition(ConsumerRebalanceListener):
-    def __init__(self, service: IngestService) -> None:
-        self.service = service
-
-    def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
-        self.service.log.info("partitions_revoked", partitions=sorted(tp.partition for tp in revoked))
-
-    def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
-        # An exception here would fail the poll; if the database cannot say where to start,
-        # nothing is applied until the run loop has sought to the stored positions.
-        self.service.must_seek = True
-        try:
-            self.service.seek_to_stored_positions()
-        except DATABASE_ERRORS as e:
-            self.service.log.warning("positions_unreadable", error=" ".join(str(e).split()))
-        self.service.log.info("partitions_assigned", partitions=sorted(tp.partition for tp in assigned))
 
 
 class IngestService:
@@ -52,40 +35,25 @@ class IngestService:
         self.log = log.bind(service="ingest")
         self.consumer = clients.consumer(self.settings, f"{self.settings.group_prefix}-ingest")
         self.producer = clients.producer(self.settings, "lifecycle-ingest-dlq")
-        self.must_seek = False
+        self.positions = StoredPositions(self.consumer, self.stored_position, self.log)
 
     def stored_position(self, tp: TopicPartition) -> int:
         return self.engine.recorder.max_tracking_id(tracking_name(tp.topic, tp.partition)) or 0
 
-    def seek_to_stored_positions(self) -> None:
-        for tp in self.consumer.assignment():
-            self.consumer.seek(tp, self.stored_position(tp))
-        self.must_seek = False
-
     def run(self, stop: StopSignal, health: HealthFile) -> None:
-        self.consumer.subscribe([self.settings.topic_inbound], listener=_SeekToStoredPosition(self))
-        backoff = Backoff(stop, self.log)
+        self.consumer.subscribe([self.settings.topic_inbound], listener=self.positions)
         try:
-            while not stop.requested:
-                try:
-                    if self.must_seek:
-                        self.seek_to_stored_positions()
-                    polled = self.consumer.poll(timeout_ms=1000)
-                    for tp, records in polled.items():
-                        if self.must_seek:
-                            break  # a rebalance inside poll could not read the positions
-                        self.apply(tp, records)
-                except DATABASE_ERRORS as e:
-                    # What was fetched but not committed is fetched again from the stored positions.
-                    self.must_seek = True
-                    backoff.failed(e)
-                    continue
-                backoff.succeeded()
-                health.beat()
+            # After a database failure, what was fetched but not stored is fetched again.
+            run_until_stopped(stop, health, self.log, self.poll_once,
+                              after_failure=self.positions.seek_later)
         finally:
             # Leave the group at once so the partitions move without waiting for a timeout.
             self.consumer.close()
             self.producer.close(timeout=10)
+
+    def poll_once(self) -> None:
+        for tp, records in self.positions.poll(timeout_ms=1000).items():
+            self.apply(tp, records)
 
     def apply(self, tp: TopicPartition, records: Sequence[Any]) -> None:
         """1. publish malformed events to the dead-letter topic (at least once, before the commit)

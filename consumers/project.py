@@ -11,12 +11,13 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from kafka import ConsumerRebalanceListener, TopicPartition
+from kafka import TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from consumers import clients
 from consumers.outbound import from_message
-from consumers.service import DATABASE_ERRORS, Backoff, HealthFile, StopSignal
+from consumers.positions import StoredPositions
+from consumers.service import HealthFile, StopSignal, run_until_stopped
 from lifecycle.runtime import Runtime
 
 REFRESH_SECONDS = 5.0
@@ -24,26 +25,6 @@ REFRESH_SECONDS = 5.0
 
 def position_name(topic: str, partition: int) -> str:
     return f"kafka:{topic}:{partition}"
-
-
-class _SeekToStoredPosition(ConsumerRebalanceListener):
-    def __init__(self, service: ProjectService) -> None:
-        self.service = service
-
-    def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
-        # Another process will write these customers now: never trust our copies again.
-        self.service.rt.runner.forget_cached_histories()
-
-    def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
-        self.service.rt.runner.forget_cached_histories()
-        # An exception here would fail the poll; if the database cannot say where to start,
-        # nothing is applied until the run loop has sought to the stored positions.
-        self.service.must_seek = True
-        try:
-            self.service.seek_to_stored_positions()
-        except DATABASE_ERRORS as e:
-            self.service.log.warning("positions_unreadable", error=" ".join(str(e).split()))
-        self.service.log.info("partitions_assigned", partitions=sorted(tp.partition for tp in assigned))
 
 
 class ProjectService:
@@ -54,41 +35,26 @@ class ProjectService:
         self.consumer = clients.consumer(self.settings, f"{self.settings.group_prefix}-project")
         self._dirty = False
         self._last_refresh = 0.0
-        self.must_seek = False
+        # Another process may write these customers after a rebalance: never trust cached copies.
+        self.positions = StoredPositions(self.consumer, self.stored_position, self.log,
+                                         on_rebalance=rt.runner.forget_cached_histories)
 
     def stored_position(self, tp: TopicPartition) -> int:
         return self.rt.views.position(position_name(tp.topic, tp.partition)) or 0
 
-    def seek_to_stored_positions(self) -> None:
-        for tp in self.consumer.assignment():
-            self.consumer.seek(tp, self.stored_position(tp))
-        self.must_seek = False
-
     def run(self, stop: StopSignal, health: HealthFile) -> None:
-        self.consumer.subscribe([self.settings.topic_events], listener=_SeekToStoredPosition(self))
-        backoff = Backoff(stop, self.log)
+        self.consumer.subscribe([self.settings.topic_events], listener=self.positions)
         try:
-            while not stop.requested:
-                try:
-                    self.poll_once()
-                except DATABASE_ERRORS as e:
-                    # What was fetched but not written is fetched again from the stored positions;
-                    # a failed write also cleared the runner's cached histories.
-                    self.must_seek = True
-                    backoff.failed(e)
-                    continue
-                backoff.succeeded()
-                health.beat()
+            # After a database failure, what was fetched but not written is fetched again (a
+            # failed write also cleared the runner's cached histories).
+            run_until_stopped(stop, health, self.log, self.poll_once,
+                              after_failure=self.positions.seek_later)
         finally:
             self.consumer.close()
 
     def poll_once(self) -> None:
-        if self.must_seek:
-            self.seek_to_stored_positions()
-        polled = self.consumer.poll(timeout_ms=1000)
+        polled = self.positions.poll(timeout_ms=1000)
         for tp, records in polled.items():
-            if self.must_seek:
-                return  # a rebalance inside poll could not read the positions
             self.apply(tp, records)
         if self._dirty and (not polled or time.monotonic() - self._last_refresh > REFRESH_SECONDS):
             self.rt.runner.refresh_summaries()

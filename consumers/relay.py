@@ -15,7 +15,7 @@ from uuid import UUID
 
 from consumers import clients
 from consumers.outbound import to_message
-from consumers.service import DATABASE_ERRORS, Backoff, HealthFile, StopSignal
+from consumers.service import HealthFile, StopSignal, run_until_stopped
 from lifecycle import ids
 from lifecycle.runtime import Runtime
 from projections.log import EngineLogSource, LogEvent
@@ -38,18 +38,13 @@ class RelayService:
         self.source = EngineLogSource(rt.engine)
 
     def run(self, stop: StopSignal, health: HealthFile) -> None:
-        backoff = Backoff(stop, self.log)
+        def step() -> None:
+            if not self.relay_once():
+                stop.wait(POLL_SECONDS)
+
         try:
-            while not stop.requested:
-                try:
-                    sent = self.relay_once()
-                except DATABASE_ERRORS as e:
-                    backoff.failed(e)  # the stored position did not move: the batch is sent again
-                    continue
-                backoff.succeeded()
-                health.beat()
-                if not sent:
-                    stop.wait(POLL_SECONDS)
+            # After a database failure the stored position has not moved: the page is sent again.
+            run_until_stopped(stop, health, self.log, step)
         finally:
             self.producer.close(timeout=10)
 

@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -97,3 +98,21 @@ class Backoff:
         if self.failures:
             self.log.info("database_recovered", after_failures=self.failures)
         self.delay, self.failures = self.first, 0
+
+
+def run_until_stopped(
+    stop: StopSignal, health: HealthFile, log: Any, step: Callable[[], object],
+    after_failure: Callable[[], None] = lambda: None,
+) -> None:
+    """Run ``step`` until a stop is requested; a database failure is waited out, not fatal:
+    ``after_failure`` arranges for the failed step's input to be read again from stored positions."""
+    backoff = Backoff(stop, log)
+    while not stop.requested:
+        try:
+            step()
+        except DATABASE_ERRORS as e:
+            after_failure()
+            backoff.failed(e)
+            continue
+        backoff.succeeded()
+        health.beat()

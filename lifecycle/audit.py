@@ -16,6 +16,7 @@ record elsewhere (a ticket, a signed e-mail) to rule that out.
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,7 @@ from projections.store.tables import Column, Table
 AUDIT = "audit"
 GENESIS = "0" * 64
 PAGE = 2000
+HEADS_CACHED = 50_000  # aggregates whose latest hash is kept between pages
 
 AUDIT_CHAIN = Table(
     "audit_chain",
@@ -39,6 +41,7 @@ AUDIT_CHAIN = Table(
         Column("log_hash", "text", "Chain over the whole log in commit order", False),
     ),
     key=("notification_id",),
+    entity="originator_id",  # indexed: a seal looks up the heads of the aggregates it extends
     description="Hash chains sealing every stored event (lifecycle audit verify).",
     internal=True,
 )
@@ -69,7 +72,8 @@ class Sealer:
         self.recorder = recorder
         self.store = store
         store.create([AUDIT_CHAIN])
-        self._heads: dict[str, tuple[int, str]] = {}
+        # Latest (version, hash) of recently sealed aggregates, least recently sealed first.
+        self._heads: OrderedDict[str, tuple[int, str]] = OrderedDict()
 
     def seal(self) -> int:
         """1. read events after the sealed position  2. chain them  3. write seals + position"""
@@ -82,7 +86,16 @@ class Sealer:
                 return sealed
             # 2. chain
             log_head = self._log_head(position)
-            self._load_heads({str(n.originator_id) for n in page})
+            # An aggregate whose first event here is its first ever has no head to look up
+            # (every receipt is such an aggregate): only the others are read.
+            firsts: dict[str, int] = {}
+            for n in page:
+                firsts.setdefault(str(n.originator_id), n.originator_version)
+            # A cached head that is not the previous version was sealed elsewhere: read it too.
+            self._load_heads([
+                a for a, version in firsts.items()
+                if version > 1 and self._heads.get(a, (0, GENESIS))[0] != version - 1
+            ])
             rows = []
             for n in page:
                 digest = event_hash(n.originator_id, n.originator_version, n.topic, n.state)
@@ -91,6 +104,7 @@ class Sealer:
                 _, previous = self._heads.get(aggregate, (0, GENESIS))
                 aggregate_head = link(previous, digest)
                 self._heads[aggregate] = (n.originator_version, aggregate_head)
+                self._heads.move_to_end(aggregate)
                 rows.append({
                     "notification_id": n.id, "originator_id": aggregate,
                     "originator_version": n.originator_version, "topic": n.topic,
@@ -106,6 +120,8 @@ class Sealer:
                 self._heads.clear()
                 raise
             sealed += len(rows)
+            while len(self._heads) > HEADS_CACHED:
+                self._heads.popitem(last=False)
 
     def _log_head(self, position: int) -> str:
         if position == 0:
@@ -113,10 +129,9 @@ class Sealer:
         rows = self.store.rows(AUDIT_CHAIN.name, where={"notification_id": position})
         return rows[0]["log_hash"] if rows else GENESIS
 
-    def _load_heads(self, aggregates: set[str]) -> None:
-        missing = [a for a in aggregates if a not in self._heads]
-        if missing:
-            for row in self.store.rows(AUDIT_CHAIN.name, where={"originator_id": missing},
+    def _load_heads(self, aggregates: list[str]) -> None:
+        if aggregates:
+            for row in self.store.rows(AUDIT_CHAIN.name, where={"originator_id": aggregates},
                                        order_by=("originator_version",)):
                 self._heads[row["originator_id"]] = (row["originator_version"], row["aggregate_hash"])
 
