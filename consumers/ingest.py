@@ -64,16 +64,15 @@ class IngestService:
         next_offset = records[-1].offset + 1
         if self.engine.recorder.has_tracking_id(name, next_offset):
             return  # a redelivery of what the database already holds
-        raws = [bytes(r.value or b"") for r in records]
+        parsed = [parse(bytes(r.value or b"")) for r in records]
         # 1. dead letters first: after a crash they are sent again, never lost
         sent = []
-        for record, raw in zip(records, raws, strict=True):
-            parsed = parse(raw)
-            if isinstance(parsed, Rejection):
+        for record, item in zip(records, parsed, strict=True):
+            if isinstance(item, Rejection):
                 sent.append(self.producer.send(
-                    self.settings.topic_rejected, key=record.key, value=raw,
+                    self.settings.topic_rejected, key=record.key, value=item.raw,
                     headers=[
-                        ("reason", parsed.reason.encode()),
+                        ("reason", item.reason.encode()),
                         ("source_topic", tp.topic.encode()),
                         ("source_partition", str(tp.partition).encode()),
                         ("source_offset", str(record.offset).encode()),
@@ -82,7 +81,7 @@ class IngestService:
         for future in sent:
             future.get(timeout=60)  # raises if the broker did not acknowledge
         # 2. one transaction
-        result = self.engine.ingest(raws, tracking=Tracking(name, next_offset))
+        result = self.engine.ingest_parsed(parsed, tracking=Tracking(name, next_offset))
         # 3. monitoring only
         self.consumer.commit({tp: OffsetAndMetadata(next_offset, "", -1)})
         self.log.info(

@@ -82,13 +82,18 @@ class LifecycleEngine(Application[UUID]):
     # -- ingest -------------------------------------------------------------------
 
     def ingest(self, raws: Sequence[bytes], tracking: Tracking | None = None) -> BatchResult:
-        """Parse, deduplicate and apply a batch of raw inbound events in one transaction.
+        """Parse, deduplicate and apply a batch of raw inbound events in one transaction."""
+        return self.ingest_parsed([parse(raw) for raw in raws], tracking)
+
+    def ingest_parsed(
+        self, parsed: Sequence[InboundEvent | Rejection], tracking: Tracking | None = None
+    ) -> BatchResult:
+        """Deduplicate and apply a batch of parsed inbound events in one transaction.
 
         Optimistic-concurrency conflicts (another writer touched one of the same
         customers, or recorded the same inbound event first) are retried from a
         fresh read; they are never lost.
         """
-        parsed = [parse(raw) for raw in raws]
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 return self._ingest_once(parsed, tracking)

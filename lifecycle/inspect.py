@@ -13,33 +13,31 @@ from typing import Any
 from lifecycle import ids
 from lifecycle.runtime import Runtime
 from projections.customers import derive_customer
-from projections.log import LogEvent, log_event_of
+from projections.log import EngineLogSource, LogEvent
 
 
 def _events(rt: Runtime, key: str) -> list[LogEvent]:
-    return [log_event_of(e, 0) for e in rt.engine.history(ids.customer_id(key))]
-
-
-def _occurred_by(domain_event: Any, moment: datetime) -> bool:
-    occurred = getattr(domain_event, "occurred_at", None)
-    return not isinstance(occurred, datetime) or occurred <= moment
+    """The customer's stored events, read straight from their JSON (see EngineLogSource)."""
+    source = EngineLogSource(rt.engine)
+    return [source.log_event(e, 0) for e in rt.engine.recorder.select_events(ids.customer_id(key))]
 
 
 def customer_state(
     rt: Runtime, key: str, as_of: datetime | None = None, known_at: datetime | None = None
 ) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
-    # Filter the domain events first and convert only what is kept: the conversion, not the
-    # select, was most of the cost of a point-in-time answer.
-    kept = [
-        e for e in rt.engine.history(ids.customer_id(key))
-        if (known_at is None or e.timestamp <= known_at)
-        and (as_of is None or _occurred_by(e, as_of))
+    events = [
+        e for e in _events(rt, key)
+        if (known_at is None or e.recorded_at <= known_at) and (as_of is None or _occurred_by(e, as_of))
     ]
-    events = [log_event_of(e, 0) for e in kept]
     rows = derive_customer(rt.engine.model, str(ids.customer_id(key)), events, rt.engine.keyring.reveal)
     if not rows.customer_current:
         return None
     return rows.customer_current[0], rows.stage_history
+
+
+def _occurred_by(event: LogEvent, moment: datetime) -> bool:
+    occurred = event.payload.get("occurred_at")
+    return not isinstance(occurred, str) or datetime.fromisoformat(occurred) <= moment
 
 
 def customer_history(rt: Runtime, key: str) -> list[dict[str, Any]]:

@@ -86,10 +86,12 @@ class EngineLogSource:
         notifications = self.engine.recorder.select_notifications(start=start, limit=limit)
         return [self.log_event(n) for n in notifications]
 
-    def log_event(self, notification: Any) -> LogEvent:
+    def log_event(self, notification: Any, position: int | None = None) -> LogEvent:
         """The same LogEvent as ``log_event_of(mapper.to_domain_event(n))``, from the stored JSON
         straight to JSON-able values: building domain objects and converting them back was a
-        third of a rebuild."""
+        third of a rebuild. ``position``: the notification id, unless given (a stored event
+        read by aggregate has none)."""
+        position = notification.id if position is None else position
         names = self._names_of(notification.topic)
         if names is not None:
             try:
@@ -101,7 +103,7 @@ class EngineLogSource:
                 for name in _BASE_ATTRIBUTES:
                     state.pop(name, None)
                 return LogEvent(
-                    position=notification.id,
+                    position=position,
                     aggregate_type=names[0],
                     aggregate_id=str(notification.originator_id),
                     version=int(notification.originator_version),
@@ -109,7 +111,7 @@ class EngineLogSource:
                     recorded_at=recorded_at,
                     payload=state,
                 )
-        return log_event_of(self.engine.mapper.to_domain_event(notification), notification.id)
+        return log_event_of(self.engine.mapper.to_domain_event(notification), position)
 
     def _names_of(self, topic: str) -> tuple[str, str] | None:
         if topic not in self._names:
