@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from lifecycle.batch import BatchResult
+from lifecycle.batch import BatchResult, IngestTotals
 from lifecycle.engine import LifecycleEngine
 from lifecycle.receipt import ACCEPTED, DUPLICATE, MALFORMED, REFUSED
 from schemas import MAX_EVENT_BYTES, InboundEvent, Rejection, parse
@@ -417,24 +417,22 @@ def test_the_corpus_in_batches_through_the_runtime(backend: str, tmp_path: Path,
         items = [c.raw for c in CORPUS] + [line(t) for t in VALID_DATA for _ in range(3)]
         rnd.shuffle(items)
         batches = _batches(items, 37)
-        totals = {"accepted": 0, "duplicates": 0, "rejected": 0}
+        totals = IngestTotals()
         rejected_receipts = 0
         seen_malformed: set[bytes] = set()
         for batch in batches:
             with deadline(60, "ingest batch"):
                 result = rt.engine.ingest(batch)
             check_batch(batch, result)
-            totals["accepted"] += result.accepted
-            totals["duplicates"] += result.duplicates
-            totals["rejected"] += result.rejected
+            totals.add(result)
             for raw, o in zip(batch, result.outcomes, strict=True):
                 if o.outcome == REFUSED:
                     rejected_receipts += 1
                 elif o.outcome == MALFORMED and raw not in seen_malformed:
                     seen_malformed.add(raw)
                     rejected_receipts += 1
-        assert sum(totals.values()) == len(items)
-        assert totals["accepted"] > 0 and totals["rejected"] > 0
+        assert totals.accepted + totals.duplicates + totals.rejected == totals.inbound == len(items)
+        assert totals.accepted > 0 and totals.rejected > 0
         with deadline(300, "catch up"):
             rt.catch_up()
         # Every distinct rejection is in the rejections view, with a reason.
@@ -443,17 +441,15 @@ def test_the_corpus_in_batches_through_the_runtime(backend: str, tmp_path: Path,
         assert all(r["reason"] and r["reason"].strip() for r in rejections)
 
         # Everything again: nothing is accepted twice; malformed bytes are malformed again.
-        again = {"accepted": 0, "duplicates": 0, "rejected": 0}
+        again = IngestTotals()
         for batch in batches:
             with deadline(60, "ingest batch again"):
                 result = rt.engine.ingest(batch)
             check_batch(batch, result)
-            again["accepted"] += result.accepted
-            again["duplicates"] += result.duplicates
-            again["rejected"] += result.rejected
+            again.add(result)
         malformed_messages = sum(1 for raw in items if isinstance(parse(raw), Rejection))
-        assert again == {"accepted": 0, "duplicates": len(items) - malformed_messages,
-                         "rejected": malformed_messages}
+        assert (again.accepted, again.duplicates, again.rejected) == (
+            0, len(items) - malformed_messages, malformed_messages)
         with deadline(120, "catch up again"):
             rt.catch_up()
         assert len(rt.views.rows("rejections")) == rejected_receipts
