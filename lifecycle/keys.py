@@ -39,52 +39,58 @@ CUSTOMER_KEYS = Table(
 )
 
 
+KEYS_CACHED = 100_000
+_UNKNOWN = object()
+
+
 class KeyRing:
     def __init__(self, store: ViewStore) -> None:
         self.store = store
         store.create([CUSTOMER_KEYS])
-        self._cache: dict[str, bytes] = {}
+        self._cache: dict[str, bytes | None] = {}  # None: no key when last read
 
     def key(self, customer_id: str, create: bool = False) -> bytes | None:
-        if customer_id in self._cache:
-            return self._cache[customer_id]
-        rows = self.store.rows(CUSTOMER_KEYS.name, where={"customer_id": customer_id})
-        if rows:
-            key = base64.b64decode(rows[0]["data_key"])
-        elif create:
-            key = crypto.new_key()
-            # Committed before the events it protects; an unused key is harmless.
-            self.store.write(ViewChange(consumer="keys", position=None, append={CUSTOMER_KEYS.name: [{
-                "customer_id": customer_id, "data_key": base64.b64encode(key).decode(),
-                "created_at": datetime.now(UTC)}]}))
-            rows = self.store.rows(CUSTOMER_KEYS.name, where={"customer_id": customer_id})
-            key = base64.b64decode(rows[0]["data_key"])  # a concurrent creator may have won
+        """The customer's key as last read (None: it has none, e.g. erased); ``create`` makes one."""
+        cached = self._cache.get(customer_id, _UNKNOWN)
+        if cached is not _UNKNOWN and (cached is not None or not create):
+            return cached  # type: ignore[return-value]
+        if create:
+            self.preload((), create=[customer_id])
         else:
-            return None
-        self._cache[customer_id] = key
-        return key
+            self.refresh([customer_id])
+        return self._cache[customer_id]
+
+    def refresh(self, customer_ids: Iterable[str]) -> None:
+        """Read these customers' keys again, in one query: another process may have made or
+        destroyed one since (a service must not keep sealing with, or opening by, an erased key)."""
+        wanted = list(dict.fromkeys(customer_ids))
+        if not wanted:
+            return
+        found = {
+            row["customer_id"]: base64.b64decode(row["data_key"])
+            for row in self.store.rows(CUSTOMER_KEYS.name, where={"customer_id": wanted})
+        }
+        for customer_id in wanted:
+            self._cache[customer_id] = found.get(customer_id)
+        while len(self._cache) > KEYS_CACHED:
+            self._cache.pop(next(iter(self._cache)))  # the oldest read first
 
     def preload(self, customer_ids: Iterable[str], create: Iterable[str] = ()) -> None:
-        """Fetch the keys of many customers at once, and make the missing ones among ``create``.
+        """Read the keys of many customers at once, and make the missing ones among ``create``.
 
         Ingest calls this once per batch: one query (two more if keys are made) instead of up to
         three round trips and a commit per new customer.
         """
-        wanted = [c for c in dict.fromkeys(customer_ids) if c not in self._cache]
-        if wanted:
-            self._fetch(wanted)
-        missing = [c for c in dict.fromkeys(create) if c not in self._cache]
+        create = list(dict.fromkeys(create))
+        self.refresh([*customer_ids, *create])
+        missing = [c for c in create if self._cache.get(c) is None]
         if missing:
             now = datetime.now(UTC)
             # Committed before the events they protect; an unused key is harmless.
             self.store.write(ViewChange(consumer="keys", position=None, append={CUSTOMER_KEYS.name: [
                 {"customer_id": c, "data_key": base64.b64encode(crypto.new_key()).decode(), "created_at": now}
                 for c in missing]}))
-            self._fetch(missing)  # a concurrent creator may have won: use the stored keys
-
-    def _fetch(self, customer_ids: list[str]) -> None:
-        for row in self.store.rows(CUSTOMER_KEYS.name, where={"customer_id": customer_ids}):
-            self._cache[row["customer_id"]] = base64.b64decode(row["data_key"])
+            self.refresh(missing)  # a concurrent creator may have won: use the stored keys
 
     def seal(self, customer_id: str, value: Any) -> str:
         key = self.key(customer_id, create=True)
@@ -101,7 +107,7 @@ class KeyRing:
         existed = bool(self.store.rows(CUSTOMER_KEYS.name, where={"customer_id": customer_id}))
         self.store.write(ViewChange(consumer="keys", position=None,
                                     replace_entities={CUSTOMER_KEYS.name: {customer_id: []}}))
-        self._cache.pop(customer_id, None)
+        self._cache[customer_id] = None
         return existed
 
 

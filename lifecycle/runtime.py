@@ -46,7 +46,8 @@ class Runtime:
         # The key ring opens after the event store, so an unreachable database is reported as such.
         keyring = engine.keyring = KeyRing(open_key_store(settings.database_url, settings.data_dir))
         views = open_view_store(settings.database_url, settings.data_dir)
-        runner = ProjectionRunner(EngineLogSource(engine), views, model, reveal=keyring.reveal)
+        runner = ProjectionRunner(EngineLogSource(engine), views, model, reveal=keyring.reveal,
+                                  refresh_keys=keyring.refresh)
         return cls(settings, engine, views, runner, Sealer(engine.recorder, views))
 
     @property

@@ -43,6 +43,7 @@ class ProjectionRunner:
         batch_size: int = 5000,
         cache_size: int = 50_000,
         reveal: Reveal = _as_is,
+        refresh_keys: Callable[[list[str]], None] = lambda customer_ids: None,
     ) -> None:
         self.source = source
         self.store = store
@@ -50,10 +51,14 @@ class ProjectionRunner:
         self.consumer = consumer
         self.batch_size = batch_size
         self.reveal = reveal
+        # Called with the customers of every step before anything is revealed: keys another
+        # process destroyed (an erasure) or made since must not be used from memory.
+        self.refresh_keys = refresh_keys
         # Entity histories already in the inbox, so a busy customer is not read back
         # and decoded at every step. Only committed state goes in; a failed write clears it.
         self._histories: OrderedDict[str, dict[int, LogEvent]] = OrderedDict()
         self.cache_size = cache_size
+        self._wrote: dict[str, int] = {}  # the position each consumer's last step here wrote
         store.create(ALL_TABLES)
 
     def catch_up(
@@ -84,6 +89,13 @@ class ProjectionRunner:
         3. re-derive each touched entity's rows in business-time order
         4. write inbox, rejections, entity rows and position together
         """
+        consumer = consumer or self.consumer
+        # The cached histories hold only what this runner wrote: if another process wrote a step
+        # since (a CLI beside a service, a partition that moved), an entity may have events the
+        # cache lacks.
+        if self._wrote.get(consumer) != expected_position:
+            self._histories.clear()
+        self.refresh_keys(_customers_of(events))
         # 1. split
         entity_events: dict[str, list[LogEvent]] = defaultdict(list)
         rejections = []
@@ -117,7 +129,7 @@ class ProjectionRunner:
         try:
             self.store.write(
                 ViewChange(
-                    consumer=consumer or self.consumer,
+                    consumer=consumer,
                     position=events[-1].position,
                     expected_position=expected_position,
                     check_position=True,
@@ -128,6 +140,7 @@ class ProjectionRunner:
         except BaseException:
             self._histories.clear()
             raise
+        self._wrote[consumer] = events[-1].position
         for entity_id in entity_events:
             self._histories[entity_id] = known[entity_id]
             self._histories.move_to_end(entity_id)
@@ -212,6 +225,7 @@ class ProjectionRunner:
         entities: dict[str, None] = {}
         position, copied = 0, 0
         while events := self.source.read(position, self.batch_size):
+            self.refresh_keys(_customers_of(events))
             rejections = []
             for event in events:
                 if event.aggregate_type in _ENTITY_TYPES:
@@ -230,6 +244,7 @@ class ProjectionRunner:
         ordered = list(entities)
         for start in range(0, len(ordered), REBUILD_ENTITIES):
             chunk = ordered[start:start + REBUILD_ENTITIES]
+            self.refresh_keys(chunk)  # deal ids among them simply have no key
             known: dict[str, dict[int, LogEvent]] = defaultdict(dict)
             for row in self.store.rows(PROJECTION_INBOX.name, where={"entity_id": chunk}):
                 known[row["entity_id"]][row["version"]] = _from_inbox_row(row)
@@ -290,6 +305,17 @@ def rejection_row(event: LogEvent, reveal: Reveal = _as_is) -> dict[str, Any] | 
 
 def _scrubbed(row: dict[str, Any]) -> dict[str, Any]:
     return {**row, "raw": "", "raw_base64": ""}
+
+
+def _customers_of(events: Sequence[LogEvent]) -> list[str]:
+    """Ids of the customers whose personal data these events may reveal."""
+    ids = []
+    for event in events:
+        if event.aggregate_type == "Customer":
+            ids.append(event.aggregate_id)
+        elif event.aggregate_type == "InboundReceipt" and event.payload.get("subject"):
+            ids.append(str(customer_id(event.payload["subject"])))
+    return ids
 
 
 def _from_inbox_row(row: dict[str, Any]) -> LogEvent:

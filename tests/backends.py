@@ -28,7 +28,8 @@ def runtime_factory(kind: str, tmp_path: Path, postgres_url: Callable[[], str]) 
             keyring = KeyRing(InMemoryViewStore())
             engine = LifecycleEngine(env=settings.event_store_env(), model=model, keyring=keyring)
             views = InMemoryViewStore()
-            runner = ProjectionRunner(EngineLogSource(engine), views, model, reveal=keyring.reveal)
+            runner = ProjectionRunner(EngineLogSource(engine), views, model, reveal=keyring.reveal,
+                                      refresh_keys=keyring.refresh)
             return Runtime(settings, engine, views, runner, Sealer(engine.recorder, views))
         return open_memory
     url = f"sqlite:///{tmp_path / 'events.sqlite'}" if kind == "sqlite" else postgres_url()

@@ -46,7 +46,7 @@ def group_consumer(bootstrap: str, topic: str, group: str) -> KafkaConsumer:
                          auto_offset_reset="earliest", isolation_level="read_committed", **TEST_GROUP_TIMEOUTS)
 
 
-def poll_until(consumer: KafkaConsumer, done, timeout: float = 20.0) -> list:  # type: ignore[no-untyped-def]
+def poll_until(consumer: KafkaConsumer, done, timeout: float = 60.0) -> list:  # type: ignore[no-untyped-def]
     records: list = []
     deadline = time.monotonic() + timeout
     while not done(records) and time.monotonic() < deadline:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
+from datetime import UTC, datetime
 
 import pytest
 
@@ -100,3 +101,34 @@ def test_an_inbound_erasure_request_is_honoured_at_once(tmp_path):
     for secret in SECRETS:
         assert not _readable(dump, secret), secret
     assert lifecycle(tmp_path, "audit", "verify").returncode == 0
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
+def test_a_running_service_does_not_use_a_key_erased_by_another_process(tmp_path, request, kind):
+    """A long-running process (ingest and views, keys warm in memory) while the CLI forgets the
+    customer: the process must neither seal new data with the destroyed key (it would be lost)
+    nor open anything with it."""
+    factory = runtime_factory(kind, tmp_path, lambda: request.getfixturevalue("postgres_url"))
+    service, cli = factory(), factory()
+    try:
+        service.ingest_lines(LINES)
+        service.catch_up()
+        assert service.views.rows("customer_current", where={"customer_key": "shop:1"})[0]["name"] == ADA["name"]
+
+        assert cli.forget("shop:1")  # another process
+
+        came_back = {"name": "Ada Returned", "email": "ada.returned@example.org"}
+        after_erasure = datetime.now(UTC).isoformat()  # the erasure's business time is its moment
+        service.ingest_lines([ev("crm.profile.updated", "shop:1", after_erasure, came_back)])
+        service.catch_up()
+        row = service.views.rows("customer_current", where={"customer_key": "shop:1"})[0]
+        # What was known before the erasure is gone; what came after is readable, under a new key.
+        assert row["erased"] is True
+        assert (row["name"], row["email"]) == (came_back["name"], came_back["email"])
+        assert row["phone"] is None  # only before the erasure
+        cli.runner.rebuild()
+        rebuilt = cli.views.rows("customer_current", where={"customer_key": "shop:1"})[0]
+        assert (rebuilt["name"], rebuilt["phone"]) == (came_back["name"], None)
+    finally:
+        service.close()
+        cli.close()
