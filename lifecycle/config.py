@@ -22,6 +22,7 @@ ENVIRONMENT = (
     "LIFECYCLE_TOPIC_REJECTED", "LIFECYCLE_TOPIC_PARTITIONS", "LIFECYCLE_TOPIC_REPLICATION",
     "LIFECYCLE_TOPIC_MIN_INSYNC", "LIFECYCLE_KAFKA_GROUP_TIMEOUT_MS",
     "LIFECYCLE_KAFKA_GROUP_PREFIX", "LIFECYCLE_LOG_FORMAT", "LIFECYCLE_ANALYST_PASSWORD",
+    "LIFECYCLE_CACHE_CUSTOMERS",
 )
 
 
@@ -40,6 +41,7 @@ class Settings:
     topic_min_insync: int = 1
     group_timeout_ms: int = 30_000
     group_prefix: str = "lifecycle"
+    cache_customers: int = 5_000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -59,6 +61,7 @@ class Settings:
             topic_min_insync=_positive_int(env, "LIFECYCLE_TOPIC_MIN_INSYNC", 1),
             group_timeout_ms=_positive_int(env, "LIFECYCLE_KAFKA_GROUP_TIMEOUT_MS", 30_000),
             group_prefix=env.get("LIFECYCLE_KAFKA_GROUP_PREFIX") or "lifecycle",
+            cache_customers=_positive_int(env, "LIFECYCLE_CACHE_CUSTOMERS", 5_000),
         )
 
     def describe_store(self) -> str:

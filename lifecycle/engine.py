@@ -61,7 +61,7 @@ class LifecycleEngine(Application[UUID]):
         self,
         env: dict[str, str] | None = None,
         model: StageModel | None = None,
-        cache_size: int = 20_000,
+        cache_size: int = 5_000,
         keyring: KeyRing | None = None,
     ) -> None:
         super().__init__(env)

@@ -39,7 +39,7 @@ CUSTOMER_KEYS = Table(
 )
 
 
-KEYS_CACHED = 100_000
+KEYS_CACHED = 10_000  # keys are re-read per batch anyway: the cache spares repeated reveals
 _UNKNOWN = object()
 
 

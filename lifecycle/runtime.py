@@ -40,7 +40,8 @@ class Runtime:
             # The library creates its tables with CREATE TABLE IF NOT EXISTS, which PostgreSQL
             # does not serialise: services starting together fail with "tuple concurrently updated".
             with exclusive_setup(settings.database_url):
-                engine = LifecycleEngine(env=settings.event_store_env(), model=model)
+                engine = LifecycleEngine(env=settings.event_store_env(), model=model,
+                                         cache_size=settings.cache_customers)
         except (PersistenceError, psycopg.Error) as e:
             raise StoreError(f"cannot open the event store ({settings.describe_store()}): {e}") from e
         # The key ring opens after the event store, so an unreachable database is reported as such.

@@ -154,3 +154,26 @@ def test_a_deal_event_naming_another_customer_is_refused(engine):
     result = engine.ingest([ev("crm.deal.won", "acme:2", "2026-01-05T10:00:00Z", {"deal_id": "d-1"})])
     assert result.rejected == 1 and "belongs to customer acme:1" in result.outcomes[0].reason
     assert engine.customer("acme:2") is None
+
+
+def test_a_customer_evicted_from_the_cache_is_read_back_whole(tmp_path):
+    """The cache is bounded (LIFECYCLE_CACHE_CUSTOMERS): a customer that fell out of it is loaded
+    from its events, and its rules still hold (an order id counts once, a second purchase day
+    makes it retained)."""
+    from lifecycle.config import Settings
+    from lifecycle.runtime import Runtime
+    from tests.events import purchase
+
+    rt = Runtime.open(Settings(database_url=None, data_dir=tmp_path, stage_model_path=None,
+                               batch_size=10, kafka_bootstrap=None, cache_customers=2))
+    try:
+        rt.ingest_lines([purchase(f"shop:{i}", "2026-01-01T10:00:00Z", f"o-{i}") for i in range(30)])
+        assert len(rt.engine._cache) <= 2
+        again = rt.ingest_lines([purchase("shop:0", "2026-01-01T10:00:00Z", "o-0", id="other-id"),
+                                 purchase("shop:0", "2026-01-05T10:00:00Z", "o-new")])
+        assert (again.accepted, again.duplicates) == (1, 1)  # the known order id, then a new one
+        rt.catch_up()
+        row = rt.views.rows("customer_current", where={"customer_key": "shop:0"})[0]
+        assert (row["orders"], row["stage"]) == (2, "retained")
+    finally:
+        rt.close()
