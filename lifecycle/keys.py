@@ -8,11 +8,10 @@ deleting the views must not erase anyone. ``destroy`` is the erasure.
 from __future__ import annotations
 
 import base64
-from datetime import UTC, datetime
 from collections.abc import Iterable
-from typing import Any
-
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from lifecycle import crypto
 from lifecycle.errors import ConfigError

@@ -48,7 +48,7 @@ class Runtime:
         keyring = engine.keyring = KeyRing(open_key_store(settings.database_url, settings.data_dir))
         views = open_view_store(settings.database_url, settings.data_dir)
         runner = ProjectionRunner(EngineLogSource(engine), views, model, reveal=keyring.reveal,
-                                  refresh_keys=keyring.refresh)
+                                  refresh_keys=keyring.refresh, cache_size=settings.cache_customers)
         return cls(settings, engine, views, runner, Sealer(engine.recorder, views))
 
     @property

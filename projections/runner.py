@@ -41,7 +41,7 @@ class ProjectionRunner:
         model: StageModel,
         consumer: str = CONSUMER,
         batch_size: int = 5000,
-        cache_size: int = 50_000,
+        cache_size: int = 5_000,
         reveal: Reveal = _as_is,
         refresh_keys: Callable[[list[str]], None] = lambda customer_ids: None,
     ) -> None:
