@@ -11,6 +11,8 @@ from kafka import KafkaConsumer, KafkaProducer
 
 from lifecycle.config import Settings
 
+POLL_BATCHES = 4
+
 
 def consumer(settings: Settings, group_id: str) -> KafkaConsumer:
     timeout = settings.group_timeout_ms
@@ -21,7 +23,9 @@ def consumer(settings: Settings, group_id: str) -> KafkaConsumer:
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         isolation_level="read_committed",
-        max_poll_records=settings.batch_size,
+        # A poll spreads over the partitions: room for a full batch from several of them,
+        # cut back to batches of batch_size by the services.
+        max_poll_records=settings.batch_size * POLL_BATCHES,
         session_timeout_ms=timeout,
         heartbeat_interval_ms=max(100, timeout // 3),
         max_poll_interval_ms=max(timeout, 10_000),

@@ -53,7 +53,8 @@ class IngestService:
 
     def poll_once(self) -> None:
         for tp, records in self.positions.poll(timeout_ms=1000).items():
-            self.apply(tp, records)
+            for start in range(0, len(records), self.settings.batch_size):
+                self.apply(tp, records[start:start + self.settings.batch_size])
 
     def apply(self, tp: TopicPartition, records: Sequence[Any]) -> None:
         """1. publish malformed events to the dead-letter topic (at least once, before the commit)
