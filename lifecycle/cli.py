@@ -16,7 +16,6 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, BinaryIO, NoReturn
 
-import psycopg
 import typer
 from eventsourcing.persistence import PersistenceError
 from rich.console import Console
@@ -315,7 +314,7 @@ def analysts_grant(
     """
     import os
 
-    from lifecycle.analyst import grant_analyst_role
+    from deploy.analyst import AnalystRoleError, grant_analyst_role
 
     settings = Settings.from_env()
     url = settings.database_url or ""
@@ -323,7 +322,7 @@ def analysts_grant(
         fail("analyst roles are a PostgreSQL feature: set LIFECYCLE_DATABASE_URL=postgresql://…")
     try:
         grant_analyst_role(url, role=role, login=login, password=os.environ.get("LIFECYCLE_ANALYST_PASSWORD"))
-    except (ValueError, OSError, psycopg.Error) as e:
+    except (ValueError, OSError, AnalystRoleError) as e:
         fail(f"cannot grant the analyst role: {e}")
     who = f" and login {login}" if login else ""
     out.print(f"role {role}{who}: may read schema reporting, nothing else", highlight=False)

@@ -15,8 +15,6 @@ from uuid import UUID
 from eventsourcing.persistence import PersistenceError
 from eventsourcing.postgres import PostgresAggregateRecorder
 from eventsourcing.sqlite import SQLiteAggregateRecorder
-from psycopg import Error as PsycopgError
-from psycopg.sql import SQL, Identifier
 
 from lifecycle.errors import StoreError
 
@@ -31,7 +29,7 @@ def existing_aggregates(recorder: Any, aggregate_ids: Collection[UUID]) -> set[U
     try:
         for start in range(0, len(wanted), CHUNK):
             found |= _existing(recorder, wanted[start:start + CHUNK])
-    except (PersistenceError, PsycopgError) as e:
+    except PersistenceError as e:  # the library's datastores translate their driver's errors
         raise StoreError(f"event store failed: {e}") from e
     return found
 
@@ -40,9 +38,8 @@ def _existing(recorder: Any, chunk: list[UUID]) -> set[UUID]:
     if not chunk:
         return set()
     if isinstance(recorder, PostgresAggregateRecorder):
-        statement = SQL("SELECT DISTINCT originator_id FROM {}.{} WHERE originator_id = ANY(%s)").format(
-            Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name)
-        )
+        table = f"{_quoted(recorder.datastore.schema)}.{_quoted(recorder.events_table_name)}"
+        statement = f"SELECT DISTINCT originator_id FROM {table} WHERE originator_id = ANY(%s)"  # noqa: S608
         with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
             cursor.execute(statement, (chunk,))
             return {_uuid(row["originator_id"]) for row in cursor.fetchall()}
@@ -57,6 +54,11 @@ def _existing(recorder: Any, chunk: list[UUID]) -> set[UUID]:
             return {_uuid(row["originator_id"]) for row in cursor.fetchall()}
     # In memory (and any other recorder): one read per aggregate, which costs nothing there.
     return {u for u in chunk if recorder.select_events(u, limit=1)}
+
+
+def _quoted(identifier: str) -> str:
+    """A PostgreSQL identifier, quoted (the library's own names, from its settings)."""
+    return '"' + identifier.replace('"', '""') + '"'
 
 
 def _uuid(value: Any) -> UUID:

@@ -5,11 +5,9 @@ from the settings. The only module that knows which adapters go together.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-import psycopg
 from eventsourcing.persistence import PersistenceError
 
 from lifecycle.audit import Sealer
@@ -21,7 +19,8 @@ from lifecycle.keys import KeyRing, open_key_store
 from lifecycle.stages import load_stage_model
 from projections.log import EngineLogSource
 from projections.runner import ProjectionRunner
-from projections.store import ViewStore, open_view_store
+from projections.store import ViewStore, ViewStoreError, open_view_store
+from projections.store.postgres import exclusive_setup
 
 
 @dataclass
@@ -42,7 +41,7 @@ class Runtime:
             with exclusive_setup(settings.database_url):
                 engine = LifecycleEngine(env=settings.event_store_env(), model=model,
                                          cache_size=settings.cache_customers)
-        except (PersistenceError, psycopg.Error) as e:
+        except (PersistenceError, ViewStoreError) as e:
             raise StoreError(f"cannot open the event store ({settings.describe_store()}): {e}") from e
         # The key ring opens after the event store, so an unreachable database is reported as such.
         keyring = engine.keyring = KeyRing(open_key_store(settings.database_url, settings.data_dir))
@@ -103,25 +102,6 @@ class Runtime:
         self.engine.keyring.store.close()
         self.views.close()
         self.engine.close()
-
-
-# Not the view stores' DDL lock: they take theirs inside their own transactions.
-_SETUP_LOCK_KEY = 0x6C69_6665_6573  # "lifees"
-
-
-@contextmanager
-def exclusive_setup(database_url: str | None) -> Iterator[None]:
-    """One process at a time creates the event store's tables on a PostgreSQL database."""
-    if database_url is None or not database_url.startswith(("postgresql:", "postgres:")):
-        yield
-        return
-    with psycopg.connect(database_url, autocommit=True, connect_timeout=5) as conn:
-        conn.execute("SELECT pg_advisory_lock(%s)", (_SETUP_LOCK_KEY,))
-        try:
-            yield
-        finally:
-            if not conn.broken:
-                conn.execute("SELECT pg_advisory_unlock(%s)", (_SETUP_LOCK_KEY,))
 
 
 def _batches(lines: Iterable[bytes], size: int) -> Iterator[list[bytes]]:

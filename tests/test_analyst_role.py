@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from psycopg import errors, sql
 
-from lifecycle.analyst import SQL_FILE, analyst_role_script, grant_analyst_role
+from deploy.analyst import SQL_FILE, analyst_role_script, grant_analyst_role
 from tests.backends import runtime_factory
 from tests.events import feedback, interaction, purchase, request
 
@@ -208,3 +208,7 @@ def test_the_cli_grants_the_role_and_refuses_without_postgres(views_built, roles
 
     embedded = lifecycle(tmp_path, "analysts", "grant")
     assert embedded.returncode == 2 and b"PostgreSQL feature" in embedded.stderr
+    unreachable = lifecycle(tmp_path, "analysts", "grant",
+                            LIFECYCLE_DATABASE_URL="postgresql://postgres@127.0.0.1:1/nothing")
+    assert unreachable.returncode == 2 and b"cannot grant the analyst role" in unreachable.stderr
+    assert b"Traceback" not in unreachable.stderr

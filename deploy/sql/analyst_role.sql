@@ -20,7 +20,7 @@
 --
 -- Variables: analyst_role (default lifecycle_analyst): the group role to create or fix;
 -- engine_role (default: the database owner): the role the engine connects as, which creates the
--- views. From Python: lifecycle.analyst.grant_analyst_role(url, role=..., login=..., password=...)
+-- views. From Python: deploy.analyst.grant_analyst_role(url, role=..., login=..., password=...)
 -- runs this same file.
 --
 -- Without psql, a fixed name: replace :'analyst_role' below by a quoted literal such as

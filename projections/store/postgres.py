@@ -55,6 +55,10 @@ COPY_APPEND_THRESHOLD = 500  # rows; the break-even of executemany and COPY-via-
 # Serialises DDL of all view stores on a database: concurrent CREATE TABLE IF NOT EXISTS of the
 # same table can otherwise fail with a unique violation in the catalog.
 _DDL_LOCK_KEY = 0x6C69_6665_7677  # "lifevw"
+# Serialises the event store's table creation (eventsourcing runs CREATE TABLE IF NOT EXISTS on
+# every start, which fails with "tuple concurrently updated" when services start together).
+# Not the DDL lock: view stores take that inside their own transactions.
+_SETUP_LOCK_KEY = 0x6C69_6665_6573  # "lifees"
 SCHEMA_COMMENTS = {
     "reporting": "Customer lifecycle views for analysts (current state, rebuilt from the event log).",
     "lifecycle_internal": "Bookkeeping of the customer lifecycle engine; not for analysis.",
@@ -398,6 +402,28 @@ class PostgresViewStore:
             raise ViewStoreError(f"PostgreSQL view store {self._where} unavailable: {e}") from e
         except psycopg.Error as e:
             raise ViewStoreError(f"PostgreSQL view store {self._where}: {e}") from e
+
+
+@contextmanager
+def exclusive_setup(database_url: str | None) -> Iterator[None]:
+    """One process at a time in the block, on a PostgreSQL database (elsewhere: no lock)."""
+    if database_url is None or not database_url.startswith(("postgresql:", "postgres:")):
+        yield
+        return
+    try:
+        conn = psycopg.connect(database_url, autocommit=True, connect_timeout=5)
+    except psycopg.Error as e:
+        raise ViewStoreError(str(e)) from e
+    with conn:
+        try:
+            conn.execute("SELECT pg_advisory_lock(%s)", (_SETUP_LOCK_KEY,))
+        except psycopg.Error as e:
+            raise ViewStoreError(str(e)) from e
+        try:
+            yield
+        finally:
+            if not conn.broken:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (_SETUP_LOCK_KEY,))
 
 
 def _where_sql(conditions: Sequence[Condition]) -> tuple[sql.Composable, list[Any]]:

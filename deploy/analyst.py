@@ -14,6 +14,10 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+class AnalystRoleError(Exception):
+    """PostgreSQL refused to create or fix the role (the driver's error, translated here)."""
+
+
 # Installed as package data of ``deploy`` (pyproject), so it is found outside a checkout too.
 SQL_FILE = Path(str(resources.files("deploy").joinpath("sql", "analyst_role.sql")))
 DEFAULT_ROLE = "lifecycle_analyst"
@@ -56,16 +60,19 @@ def grant_analyst_role(
     password for a new user). An existing superuser or one with other write-enabling attributes
     is refused rather than demoted. ``engine_role``: the role the engine connects as (default:
     the database owner). Connect as a superuser (or a role with CREATEROLE that is a member of
-    the engine's role). Raises ``psycopg.Error`` on failure, ``ValueError`` on a bad argument.
+    the engine's role). Raises ``AnalystRoleError`` on failure, ``ValueError`` on a bad argument.
     """
     if login is not None and (not login or login == role):
         raise ValueError("the login must be a non-empty name other than the group role")
     if password is not None and login is None:
         raise ValueError("a password needs a login")
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(analyst_role_script(role, engine_role))  # BEGIN ... COMMIT inside
-        if login is not None:
-            _grant_login(conn, role, login, password)
+    try:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(analyst_role_script(role, engine_role))  # BEGIN ... COMMIT inside
+            if login is not None:
+                _grant_login(conn, role, login, password)
+    except psycopg.Error as e:
+        raise AnalystRoleError(str(e)) from e
 
 
 def _grant_login(conn: psycopg.Connection, role: str, login: str, password: str | None) -> None:
