@@ -22,12 +22,10 @@ class StoredPositions(ConsumerRebalanceListener):
         consumer: KafkaConsumer,
         stored_position: Callable[[TopicPartition], int],
         log: Any,
-        on_rebalance: Callable[[], None] = lambda: None,
     ) -> None:
         self.consumer = consumer
         self.stored_position = stored_position
         self.log = log
-        self.on_rebalance = on_rebalance
         self.must_seek = False
 
     def poll(self, timeout_ms: int) -> dict[TopicPartition, list[Any]]:
@@ -47,11 +45,9 @@ class StoredPositions(ConsumerRebalanceListener):
         self.must_seek = False
 
     def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
-        self.on_rebalance()
         self.log.info("partitions_revoked", partitions=sorted(tp.partition for tp in revoked))
 
     def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
-        self.on_rebalance()
         # An exception here would fail the poll: if the database cannot say where to start,
         # nothing is applied until a later poll has sought to the stored positions.
         self.must_seek = True

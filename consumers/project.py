@@ -35,9 +35,9 @@ class ProjectService:
         self.consumer = clients.consumer(self.settings, f"{self.settings.group_prefix}-project")
         self._dirty = False
         self._last_refresh = 0.0
-        # Another process may write these customers after a rebalance: never trust cached copies.
-        self.positions = StoredPositions(self.consumer, self.stored_position, self.log,
-                                         on_rebalance=rt.runner.forget_cached_histories)
+        # After a rebalance another process may have written these partitions: the runner drops
+        # its cached histories when a stored position is not the one it last wrote itself.
+        self.positions = StoredPositions(self.consumer, self.stored_position, self.log)
 
     def stored_position(self, tp: TopicPartition) -> int:
         return self.rt.views.position(position_name(tp.topic, tp.partition)) or 0

@@ -160,10 +160,6 @@ class ProjectionRunner:
                     keys.append(created.payload["key"])
         return keys
 
-    def forget_cached_histories(self) -> None:
-        """Another process may have written these entities (a partition moved): read them again."""
-        self._histories.clear()
-
     def _derive(
         self, entity_id: str, history: list[LogEvent], replace: dict[str, dict[Any, list[dict[str, Any]]]]
     ) -> None:
