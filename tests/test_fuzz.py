@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from lifecycle.receipt import ACCEPTED, DUPLICATE, MALFORMED, REFUSED
 from schemas import InboundEvent, Rejection
 from tests.backends import runtime_factory
-from tests.test_hostile_inputs import VALID_DATA, check_batch, check_parse, deadline, memory_engine
+from tests.test_hostile_inputs import VALID_DATA, check_parse, deadline, ingest_checked, memory_engine
 
 def fuzz(max_examples: int) -> settings:
     return settings(max_examples=max_examples, deadline=None,
@@ -147,18 +147,14 @@ def test_engine_on_mixed_batches(raws: list[bytes], cuts: list[int]):
     bounds = sorted({0, len(raws), *(c for c in cuts if c < len(raws))})
     batches = [raws[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
     for batch in batches:
-        with deadline(30, "ingest"):
-            result = engine.ingest(batch)
-        check_batch(batch, result)
+        result = ingest_checked(engine, batch, 30, "ingest")
         for raw, outcome in zip(batch, result.outcomes, strict=True):
             if isinstance(check_parse(raw), Rejection):
                 assert outcome.outcome == MALFORMED
             elif outcome.outcome in (ACCEPTED, REFUSED):
                 assert (outcome.source, outcome.event_id) not in decided, outcome
                 decided.add((outcome.source, outcome.event_id))
-    with deadline(30, "ingest again"):
-        again = engine.ingest(raws)
-    check_batch(raws, again)
+    again = ingest_checked(engine, raws, 30, "ingest again")
     assert all(o.outcome in (DUPLICATE, MALFORMED) for o in again.outcomes)
 
 
@@ -169,9 +165,7 @@ def test_engine_and_projections_on_mutated_events(raws: list[bytes]):
     one customer row per customer with an accepted event, every rejection in its view."""
     rt = runtime_factory("memory", Path("."), lambda: "")()
     try:
-        with deadline(60, "ingest"):
-            result = rt.engine.ingest(raws)
-        check_batch(raws, result)
+        result = ingest_checked(rt.engine, raws, 60, "ingest")
         with deadline(60, "catch up"):
             rt.catch_up()
         customers = {r["customer_key"] for r in rt.views.rows("customer_current")}

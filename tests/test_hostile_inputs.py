@@ -59,6 +59,14 @@ def check_batch(batch: Sequence[bytes], result: BatchResult) -> None:
             assert "\n" not in item.reason and "\r" not in item.reason, item.reason
 
 
+def ingest_checked(engine: LifecycleEngine, batch: Sequence[bytes], seconds: float, what: str) -> BatchResult:
+    """One batch through the engine, bounded in time, with the batch invariants checked."""
+    with deadline(seconds, what):
+        result = engine.ingest(batch)
+    check_batch(batch, result)
+    return result
+
+
 def check_parse(raw: bytes) -> InboundEvent | Rejection:
     with deadline(10, "parse"):
         parsed = parse(raw)
@@ -386,9 +394,7 @@ def test_each_hostile_input_alone(case: Case):
     """The parser gives an event or a reason; the engine accepts or rejects it with a reason."""
     parsed = check_parse(case.raw)
     engine = memory_engine()
-    with deadline(30, "ingest"):
-        result = engine.ingest([case.raw])
-    check_batch([case.raw], result)
+    result = ingest_checked(engine, [case.raw], 30, "ingest")
     outcome = result.outcomes[0]
     if isinstance(parsed, Rejection):
         assert outcome.outcome == MALFORMED and outcome.reason == parsed.reason
@@ -396,9 +402,7 @@ def test_each_hostile_input_alone(case: Case):
         assert outcome.outcome == case.expect, outcome
     # The same bytes again: an accepted or refused event is now a duplicate, a malformed one
     # is malformed again (its bytes are its identity).
-    with deadline(30, "ingest again"):
-        again = engine.ingest([case.raw])
-    check_batch([case.raw], again)
+    again = ingest_checked(engine, [case.raw], 30, "ingest again")
     expected_again = MALFORMED if outcome.outcome == MALFORMED else DUPLICATE
     assert again.outcomes[0].outcome == expected_again
 
@@ -421,9 +425,7 @@ def test_the_corpus_in_batches_through_the_runtime(backend: str, tmp_path: Path,
         rejected_receipts = 0
         seen_malformed: set[bytes] = set()
         for batch in batches:
-            with deadline(60, "ingest batch"):
-                result = rt.engine.ingest(batch)
-            check_batch(batch, result)
+            result = ingest_checked(rt.engine, batch, 60, "ingest batch")
             totals.add(result)
             for raw, o in zip(batch, result.outcomes, strict=True):
                 if o.outcome == REFUSED:
@@ -443,10 +445,7 @@ def test_the_corpus_in_batches_through_the_runtime(backend: str, tmp_path: Path,
         # Everything again: nothing is accepted twice; malformed bytes are malformed again.
         again = IngestTotals()
         for batch in batches:
-            with deadline(60, "ingest batch again"):
-                result = rt.engine.ingest(batch)
-            check_batch(batch, result)
-            again.add(result)
+            again.add(ingest_checked(rt.engine, batch, 60, "ingest batch again"))
         malformed_messages = sum(1 for raw in items if isinstance(parse(raw), Rejection))
         assert (again.accepted, again.duplicates, again.rejected) == (
             0, len(items) - malformed_messages, malformed_messages)
@@ -564,9 +563,7 @@ def test_hostile_sequences_across_batches(tmp_path: Path):
     ]
     try:
         for batch in batches:
-            with deadline(30, "ingest"):
-                result = rt.engine.ingest(batch)
-            check_batch(batch, result)
+            ingest_checked(rt.engine, batch, 30, "ingest")
         with deadline(60, "catch up"):
             rt.catch_up()
         keys = {r["customer_key"] for r in rt.views.rows("customer_current")}
