@@ -11,22 +11,30 @@ from datetime import datetime
 from typing import Any
 
 from lifecycle import ids
+from lifecycle.lookup import stored_states_of
 from lifecycle.runtime import Runtime
 from projections.customers import derive_customer
 from projections.log import EngineLogSource, LogEvent
 
 
-def _events(rt: Runtime, key: str) -> list[LogEvent]:
-    """The customer's stored events, read straight from their JSON (see EngineLogSource)."""
+def _events(
+    rt: Runtime, key: str, as_of: datetime | None = None, known_at: datetime | None = None
+) -> list[LogEvent]:
+    """The customer's stored events, read straight from their JSON (see EngineLogSource); those
+    whose JSON shows them to be later than ``as_of`` or ``known_at`` are left undecoded."""
     source = EngineLogSource(rt.engine)
-    return [source.log_event(e, 0) for e in rt.engine.recorder.select_events(ids.customer_id(key))]
+    customer_id = ids.customer_id(key)
+    stored = stored_states_of(rt.engine.recorder, customer_id)
+    if as_of is not None or known_at is not None:
+        stored = [row for row in stored if not source.shows_later(row[2], as_of, known_at)]
+    return source.aggregate_events(customer_id, stored)
 
 
 def customer_state(
     rt: Runtime, key: str, as_of: datetime | None = None, known_at: datetime | None = None
 ) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
     events = [
-        e for e in _events(rt, key)
+        e for e in _events(rt, key, as_of, known_at)
         if (known_at is None or e.recorded_at <= known_at) and (as_of is None or _occurred_by(e, as_of))
     ]
     rows = derive_customer(rt.engine.model, str(ids.customer_id(key)), events, rt.engine.keyring.reveal)

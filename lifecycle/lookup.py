@@ -1,9 +1,15 @@
-"""Which of many aggregates exist, in one query instead of one per aggregate.
+"""Reads of the event store that the library's recorders make too dear.
 
-The library reads one aggregate at a time; ingest asks, for every event of a batch, whether its
-receipt exists (a duplicate) and whether its customer exists (a load or a creation). Asking per
-event was the largest cost of ingest on PostgreSQL (one round trip each), so the question is put
-once per batch, in the recorder's own database connection.
+``existing_aggregates``: which of many aggregates exist, in one query instead of one per
+aggregate. The library reads one aggregate at a time; ingest asks, for every event of a batch,
+whether its receipt exists (a duplicate) and whether its customer exists (a load or a creation).
+Asking per event was the largest cost of ingest on PostgreSQL (one round trip each), so the
+question is put once per batch, in the recorder's own database connection.
+
+``stored_states_of``: one aggregate's stored rows without building a ``StoredEvent`` per row.
+The library's ``select_events`` turns every row's id back into a UUID and builds a frozen
+dataclass around it; for a point-in-time answer over 1,000 events that was three quarters of the
+select, and the id is the one asked for.
 """
 
 from __future__ import annotations
@@ -54,6 +60,31 @@ def _existing(recorder: Any, chunk: list[UUID]) -> set[UUID]:
             return {_uuid(row["originator_id"]) for row in cursor.fetchall()}
     # In memory (and any other recorder): one read per aggregate, which costs nothing there.
     return {u for u in chunk if recorder.select_events(u, limit=1)}
+
+
+def stored_states_of(recorder: Any, aggregate_id: UUID) -> list[tuple[int, str, bytes]]:
+    """The aggregate's stored events as ``(version, topic, state)``, in version order."""
+    try:
+        if isinstance(recorder, PostgresAggregateRecorder):
+            table = f"{_quoted(recorder.datastore.schema)}.{_quoted(recorder.events_table_name)}"
+            statement = (
+                f"SELECT originator_version, topic, state FROM {table} "  # noqa: S608 - the library's names
+                "WHERE originator_id = %s ORDER BY originator_version"
+            )
+            with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
+                cursor.execute(statement, (aggregate_id,), prepare=True)
+                return [(r["originator_version"], r["topic"], bytes(r["state"])) for r in cursor.fetchall()]
+        if isinstance(recorder, SQLiteAggregateRecorder):
+            statement = (
+                f"SELECT originator_version, topic, state FROM {recorder.events_table_name} "  # noqa: S608
+                "WHERE originator_id = ? ORDER BY originator_version"
+            )
+            with recorder.datastore.transaction(commit=False) as cursor:
+                cursor.execute(statement, (aggregate_id.hex,))
+                return [(r[0], r[1], r[2]) for r in cursor.fetchall()]
+        return [(e.originator_version, e.topic, e.state) for e in recorder.select_events(aggregate_id)]
+    except PersistenceError as e:
+        raise StoreError(f"event store failed: {e}") from e
 
 
 def _quoted(identifier: str) -> str:

@@ -160,10 +160,12 @@ def test_group_commits_manually_and_a_new_member_resumes_there(kafka_bootstrap: 
     first.close()
 
     second = group_consumer(kafka_bootstrap, topic, group)
-    resumed = poll_until(second, lambda rs: len(rs) >= 24)
+    # Distinct positions: if the group rebalances while the second member polls, it reads again
+    # from the committed offsets (at least once), which is the behaviour under test, not a fault.
+    expected = {(r.partition, r.offset) for r in records if r.offset >= 2}
+    resumed = poll_until(second, lambda rs: len({(r.partition, r.offset) for r in rs}) >= len(expected))
     second.close()
-    assert len(resumed) == 24
-    assert min(r.offset for r in resumed) == 2
+    assert {(r.partition, r.offset) for r in resumed} == expected
 
 
 def test_seek_rereads_from_an_offset(kafka_bootstrap: str) -> None:

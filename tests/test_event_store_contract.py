@@ -116,3 +116,20 @@ def test_which_aggregates_exist_is_answered_for_many_at_once(open_runtime, monke
     asked = [*unknown[:2], *stored, stored[0], unknown[2]]
     assert lookup.existing_aggregates(rt.engine.recorder, asked) == set(stored)
     assert lookup.existing_aggregates(rt.engine.recorder, []) == set()
+
+
+@pytest.mark.parametrize("open_runtime", BACKENDS, indirect=True)
+def test_one_aggregates_stored_rows_are_read_as_the_library_reads_them(open_runtime):
+    import uuid
+
+    from lifecycle.lookup import stored_states_of
+
+    rt = open_runtime()
+    rt.ingest_lines(LINES)
+    rt.ingest_lines([purchase("shop:1", "2026-01-10T10:00:00Z", "o-9", id="x-9")])
+    recorder = rt.engine.recorder
+    for aggregate_id in (customer_id("shop:1"), customer_id("shop:2")):
+        expected = [(e.originator_version, e.topic, bytes(e.state)) for e in recorder.select_events(aggregate_id)]
+        assert len(expected) >= 2
+        assert stored_states_of(recorder, aggregate_id) == expected
+    assert stored_states_of(recorder, uuid.uuid4()) == []

@@ -3,11 +3,14 @@ library's decoding followed by ``log_event_of`` gives, for every kind of stored 
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from lifecycle.ids import customer_id
+from lifecycle.inspect import customer_state
 from lifecycle.simulate import simulate
+from projections.customers import derive_customer
 from projections.log import EngineLogSource, log_event_of
 from tests.backends import runtime_factory
 
@@ -29,5 +32,68 @@ def test_the_shortcut_equals_the_library_decoding(kind, tmp_path):
         # Every kind of event was compared, not only the common ones.
         assert {"FirstSeen", "PurchaseRecorded", "StageChanged", "Received", "Erased"} <= names
         assert len(names) >= 12, names
+    finally:
+        rt.close()
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_the_times_read_from_stored_json_are_the_decoded_ones(kind, tmp_path):
+    """``shows_later`` skips an event only when its decoded times would have excluded it too, on
+    every kind of stored event (it reads them from the JSON without decoding it)."""
+    rt = runtime_factory(kind, tmp_path, lambda: "")()
+    try:
+        rt.ingest_lines(simulate(customers=40, seed=3, start=date(2024, 1, 1), days=300))
+        rt.forget("shop:1002")
+        source = EngineLogSource(rt.engine)
+        tick = timedelta(microseconds=1)
+        checked = 0
+        for n in rt.engine.recorder.select_notifications(start=1, limit=100_000):
+            event = source.log_event(n)
+            recorded = event.recorded_at
+            assert not source.shows_later(n.state, None, recorded)
+            assert source.shows_later(n.state, None, recorded - tick)
+            occurred = event.payload.get("occurred_at")
+            if isinstance(occurred, str):
+                at = datetime.fromisoformat(occurred)
+                assert not source.shows_later(n.state, at, None)
+                assert source.shows_later(n.state, at - tick, None)
+                checked += 1
+            else:
+                assert not source.shows_later(n.state, datetime(1970, 1, 1, tzinfo=UTC), None)
+        assert checked > 1000
+    finally:
+        rt.close()
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_a_point_in_time_answer_equals_the_fold_of_every_decoded_event(kind, tmp_path):
+    """The shortcut (lean select, events skipped undecoded) changes no answer."""
+    rt = runtime_factory(kind, tmp_path, lambda: "")()
+    try:
+        rt.ingest_lines(simulate(customers=30, seed=5, start=date(2024, 1, 1), days=400))
+        rt.catch_up()
+        key = max(
+            (r["customer_key"] for r in rt.views.rows("customer_current")),
+            key=lambda k: len(rt.engine.recorder.select_events(customer_id(k))),
+        )
+        cid = customer_id(key)
+        events = [log_event_of(rt.engine.mapper.to_domain_event(e), 0) for e in rt.engine.recorder.select_events(cid)]
+        assert len(events) > 20
+        moments = sorted({datetime.fromisoformat(e.payload["occurred_at"]) for e in events})
+
+        def fold(kept):
+            rows = derive_customer(rt.engine.model, str(cid), kept, rt.engine.keyring.reveal)
+            return (rows.customer_current[0], rows.stage_history) if rows.customer_current else None
+
+        answers = []
+        for as_of in (moments[0] - timedelta(days=1), *moments[:: max(1, len(moments) // 7)], moments[-1]):
+            kept = [e for e in events if datetime.fromisoformat(e.payload["occurred_at"]) <= as_of]
+            answers.append(customer_state(rt, key, as_of=as_of))
+            assert answers[-1] == fold(kept)
+        for known_at in (events[0].recorded_at, events[len(events) // 2].recorded_at, events[-1].recorded_at):
+            kept = [e for e in events if e.recorded_at <= known_at]
+            answers.append(customer_state(rt, key, known_at=known_at))
+            assert answers[-1] == fold(kept)
+        assert answers[0] is None and len({a[0]["stage"] for a in answers if a}) >= 2  # not all alike
     finally:
         rt.close()
