@@ -45,13 +45,15 @@ def main() -> None:
     parser.add_argument("--input", required=True, type=Path)
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--cache-customers", type=int, default=Settings.cache_customers)
     parser.add_argument("--rebuild", action="store_true")
     parser.add_argument("--decode-baseline", action="store_true")
     args = parser.parse_args()
 
     result: dict = {}
     settings = Settings(database_url=None, data_dir=args.data_dir, stage_model_path=None,
-                        batch_size=args.batch_size, kafka_bootstrap=None)
+                        batch_size=args.batch_size, kafka_bootstrap=None,
+                        cache_customers=args.cache_customers)
     rt = Runtime.open(settings)
     try:
         result["vmhwm_kib_open"] = proc_status_kib("VmHWM")

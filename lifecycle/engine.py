@@ -14,12 +14,13 @@ from datetime import UTC, date, datetime, time
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError, Application, project_aggregate
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import (
     IntegrityError,
     JSONTranscoder,
     PersistenceError,
+    StoredEvent,
     Tracking,
     Transcoding,
 )
@@ -31,7 +32,7 @@ from lifecycle.customer import Customer
 from lifecycle.deal import Deal
 from lifecycle.errors import RuleViolation, StoreError
 from lifecycle.keys import KeyRing
-from lifecycle.lookup import existing_aggregates
+from lifecycle.lookup import existing_aggregates, stored_states_of_many
 from lifecycle.personal import PERSONAL_FIELDS
 from lifecycle.receipt import ACCEPTED, DUPLICATE, MALFORMED, REFUSED, InboundReceipt, encode_raw
 from lifecycle.rules import DuplicateOrder, Fact
@@ -271,16 +272,28 @@ class LifecycleEngine(Application[UUID]):
     def _prefetch(
         self, parsed: Sequence[InboundEvent | Rejection], receipts: Sequence[UUID], ws: _Workspace
     ) -> set[UUID]:
-        """Which receipts and customers of this batch are stored, in one query; the customers'
-        keys in one more (new customers get theirs made together). Returns the stored ids."""
+        """Which receipts of this batch are stored (returned), and its customers that the cache
+        does not hold, read whole: one query each for the batch, instead of one read per
+        customer once the customers outnumber the cache. Then the customers' keys in one more
+        query (new customers get theirs made together)."""
         customers = {ids.customer_id(p.subject) for p in parsed if isinstance(p, InboundEvent)}
         unknown = customers - self._cache.keys()
-        stored = existing_aggregates(self.recorder, [*receipts, *unknown])
-        ws.absent = unknown - stored
+        stored = existing_aggregates(self.recorder, receipts)
+        for customer_id, rows in stored_states_of_many(self.recorder, unknown).items():
+            ws.loaded[customer_id] = self._reconstruct(customer_id, rows)
+        ws.absent = unknown - ws.loaded.keys()
         self.keyring.preload(
             (str(c) for c in customers - ws.absent), create=(str(c) for c in ws.absent)
         )
         return stored
+
+    def _reconstruct(self, aggregate_id: UUID, rows: Sequence[tuple[int, str, bytes]]) -> Aggregate:
+        """The aggregate from its stored rows, as ``repository.get`` would rebuild it."""
+        to_domain_event = self.mapper.to_domain_event
+        events = [to_domain_event(StoredEvent(aggregate_id, v, topic, state)) for v, topic, state in rows]
+        aggregate = project_aggregate(None, events)
+        assert aggregate is not None  # rows were found
+        return aggregate
 
     def _load(self, aggregate_id: UUID) -> Aggregate | None:
         cached = self._cache.get(aggregate_id)

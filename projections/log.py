@@ -184,8 +184,9 @@ _AS_JSONABLE = {
 def _plain_json(state: bytes) -> dict[str, Any] | None:
     """The stored JSON with the library's ``{"_type_", "_data_"}`` values shown as JSON-able
     values; None when it holds something else (the library's decoding then decides, and
-    raises where it must). orjson, then one walk: the standard decoder with an object hook
-    was half of a point-in-time answer."""
+    raises where it must). orjson, then one walk: the standard decoder with an object hook was
+    half of a point-in-time answer. A float anywhere goes the library's way too: orjson reads an
+    integer beyond 64 bits as a float (see fastjson), and the lifecycle's events hold none."""
     try:
         payload = orjson.loads(state)
         if type(payload) is not dict:
@@ -209,3 +210,5 @@ def _unwrap_in(container: dict[Any, Any] | list[Any]) -> None:
                 _unwrap_in(v)
         elif kind is list:
             _unwrap_in(v)
+        elif kind is float:
+            raise _NotPlain("float")

@@ -97,3 +97,31 @@ def test_a_point_in_time_answer_equals_the_fold_of_every_decoded_event(kind, tmp
         assert answers[0] is None and len({a[0]["stage"] for a in answers if a}) >= 2  # not all alike
     finally:
         rt.close()
+
+
+@pytest.mark.parametrize("extra", [123456789012345678901234567890, -9223372036854775809, 0.25, [1, {"x": 2.5}]])
+def test_numbers_orjson_would_misread_go_the_library_way(extra, tmp_path):
+    """orjson reads an integer beyond 64 bits as a float; such state is decoded by the library."""
+    import json
+
+    from eventsourcing.persistence import StoredEvent
+
+    rt = runtime_factory("sqlite", tmp_path, lambda: "")()
+    try:
+        rt.ingest_lines(simulate(customers=40, seed=1, start=date(2024, 1, 1), days=300))
+        stored = next(
+            e for n in rt.engine.recorder.select_notifications(start=1, limit=10_000)
+            if n.topic.endswith("PurchaseRecorded")
+            for e in [StoredEvent(n.originator_id, n.originator_version, n.topic, n.state)]
+        )
+        state = json.loads(stored.state)
+        state["data"]["extra"] = extra
+        altered = StoredEvent(stored.originator_id, stored.originator_version, stored.topic,
+                              json.dumps(state).encode())
+        source = EngineLogSource(rt.engine)
+        expected = log_event_of(rt.engine.mapper.to_domain_event(altered), 0)
+        assert expected.payload["data"]["extra"] == extra
+        assert source.log_event(altered, 0) == expected
+        assert source.aggregate_events(altered.originator_id, [(altered.originator_version, altered.topic, altered.state)]) == [expected]
+    finally:
+        rt.close()

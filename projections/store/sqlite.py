@@ -11,7 +11,6 @@ the column: other SQLite clients, e.g. an analyst's sqlite3 shell, could not rea
 from __future__ import annotations
 
 import datetime as dt
-import json
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -20,6 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from projections import fastjson
 from projections.store.change import ViewChange
 from projections.store.errors import PositionConflict, UnknownTable, ViewStoreError
 from projections.store.tables import POSITIONS_TABLE, Column, Table
@@ -52,7 +52,7 @@ _ENCODERS: dict[str, Callable[[Any], Any]] = {
     "date": lambda v: v.isoformat(),
     "timestamp": lambda v: v.astimezone(dt.timezone.utc).isoformat(timespec="microseconds"),
     "bool": int,
-    "json": lambda v: json.dumps(v, separators=(",", ":"), ensure_ascii=False),
+    "json": fastjson.dumps,
 }
 
 _DECODERS: dict[str, Callable[[Any], Any]] = {
@@ -62,7 +62,7 @@ _DECODERS: dict[str, Callable[[Any], Any]] = {
     "date": dt.date.fromisoformat,
     "timestamp": lambda v: dt.datetime.fromisoformat(v).astimezone(dt.timezone.utc),
     "bool": bool,
-    "json": json.loads,
+    "json": fastjson.loads,
 }
 
 _DECIMAL_COLLATION = "lifecycle_decimal"
@@ -89,13 +89,13 @@ def _encode(value: Any, column: Column) -> Any:
 
 
 def _encode_row(table: Table, values: Values) -> tuple[Any, ...]:
-    return tuple(_encode(v, c) for v, c in zip(values, table.columns))
+    encoders = _ENCODERS
+    return tuple([None if v is None else encoders[kind](v) for v, (_, kind) in zip(values, table.names_and_types)])
 
 
 def _decode_row(table: Table, raw: Sequence[Any]) -> dict[str, Any]:
-    return {
-        c.name: None if v is None else _DECODERS[c.type](v) for c, v in zip(table.columns, raw)
-    }
+    decoders = _DECODERS
+    return {name: None if v is None else decoders[kind](v) for (name, kind), v in zip(table.names_and_types, raw)}
 
 
 def _create_sql(table: Table) -> list[str]:

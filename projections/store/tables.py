@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal, get_args
 
 from projections.store.errors import ViewStoreError
@@ -70,9 +71,17 @@ class Table:
             if self.column(name).type == "json":
                 raise ValueError(f"table {self.name!r}: json column {name!r} cannot be key or entity")
 
-    @property
+    @cached_property
     def column_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
+
+    @cached_property
+    def column_name_set(self) -> frozenset[str]:
+        return frozenset(self.column_names)
+
+    @cached_property
+    def names_and_types(self) -> tuple[tuple[str, str], ...]:
+        return tuple((c.name, c.type) for c in self.columns)
 
     def column(self, name: str) -> Column:
         for column in self.columns:
