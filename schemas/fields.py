@@ -39,7 +39,17 @@ _JS_NO_SPACE_OR_CONTROL = r"^[^\s\u0000-\u001F\u007F-\u009F]+$"
 
 
 def _error(kind: str, message: str, **context: Any) -> PydanticCustomError:
-    return PydanticCustomError(kind, message, context or None)
+    # The input is quoted in some messages; a lone surrogate in it would make pydantic fail
+    # while rendering the error (UnicodeEncodeError), so quoted text is escaped first.
+    shown = {k: _escape_surrogates(v) if isinstance(v, str) else v for k, v in context.items()}
+    return PydanticCustomError(kind, message, shown or None)
+
+
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def _escape_surrogates(text: str) -> str:
+    return _SURROGATE.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
 
 
 def _refuse_pattern(pattern: re.Pattern[str], what: str):

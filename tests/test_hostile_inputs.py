@@ -314,6 +314,13 @@ def corpus() -> list[Case]:
     add("reversed surrogate pair in data.name", raw_json(
         '{"specversion":"1.0","id":"@ID@","source":"s","type":"crm.customer.registered","subject":"shop:1",'
         '"time":"2025-01-01T00:00:00Z","data":{"name":"\\udf89\\ud83c"}}'))
+    # fields whose refusal quotes the input (found by the fuzz test: rendering the reason crashed)
+    add("lone surrogate in data.country", raw_json(
+        '{"specversion":"1.0","id":"@ID@","source":"s","type":"crm.customer.registered","subject":"shop:1",'
+        '"time":"2025-01-01T00:00:00Z","data":{"name":"Ada","country":"\\ud800"}}'))
+    add("lone surrogate in data.currency", raw_json(
+        '{"specversion":"1.0","id":"@ID@","source":"s","type":"crm.purchase.recorded","subject":"shop:1",'
+        '"time":"2025-01-01T00:00:00Z","data":{"order_id":"o-1","amount":"1.00","currency":"U\\udc00D"}}'))
     add("lone surrogate as a key", raw_json('{"specversion":"1.0","id":"@ID@","\\ud800":1}'))
     add("surrogate pair as escapes (valid emoji)", raw_json(
         '{"specversion":"1.0","id":"@ID@","source":"s","type":"crm.customer.registered","subject":"shop:1",'
