@@ -44,6 +44,7 @@ class Sizes:
     store_points: tuple[int, ...]  # inbound events per subprocess: RSS, rebuild, embedded curve
     rss_base: int  # the 1x point of rss_growth (must be in store_points)
     rss_factor: int  # rss_growth compares rss_base * rss_factor with rss_base
+    rebuild_point: int  # inbound events whose stored events are rebuilt (~2.1 stored per inbound)
     replay_events: int  # events of the replayed customer
     replay_background: int  # customers of other traffic in the replay store
     replay_repeats: int
@@ -54,18 +55,20 @@ class Sizes:
 
 FULL = Sizes(
     ingest=100_000, e2e=100_000, kafka_scale=40_000, kafka_processes=(1, 2, 4),
-    store_points=(10_000, 50_000, 500_000), rss_base=50_000, rss_factor=10,
+    # The sizes: ingest at 1M inbound events against 100k, and a rebuild of ~1M stored
+    # events (500k inbound events store 1.05M).
+    store_points=(10_000, 100_000, 500_000, 1_000_000), rss_base=100_000, rss_factor=10, rebuild_point=500_000,
     replay_events=1_000, replay_background=300, replay_repeats=15,
 )
 QUICK = Sizes(
     ingest=10_000, e2e=5_000, kafka_scale=4_000, kafka_processes=(1, 2, 4),
-    store_points=(2_000, 20_000), rss_base=2_000, rss_factor=10,
+    store_points=(2_000, 20_000), rss_base=2_000, rss_factor=10, rebuild_point=20_000,
     replay_events=1_000, replay_background=60, replay_repeats=5, kafka_timeout=240.0,
 )
 #: For the smoke test: the quick benchmarks at the smallest sizes that still exercise everything.
 TINY = Sizes(
     ingest=2_000, e2e=1_000, kafka_scale=1_000, kafka_processes=(1, 2),
-    store_points=(500, 5_000), rss_base=500, rss_factor=10,
+    store_points=(500, 5_000), rss_base=500, rss_factor=10, rebuild_point=5_000,
     replay_events=200, replay_background=20, replay_repeats=3, kafka_timeout=120.0,
 )
 

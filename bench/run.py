@@ -124,8 +124,9 @@ def notes(ctx: Context, ran: list[str]) -> list[str]:
         stored = ctx.shared.get("rebuild_stored")
         out.append(f"rss_growth: {big} vs {s.rss_base} inbound events (10×), each in its own process, "
                    "input streamed from a file; peak RSS = VmHWM after the ingest.")
-        out.append(f"rebuild: every view from {stored or '?'} stored events ({big} inbound events; the "
-                   "issue asks for 1M stored events), in the same process as its raw-read baseline.")
+        out.append(f"rebuild: every view from {stored or '?'} stored events ({s.rebuild_point} inbound "
+                   "events; the issue asks for 1M stored events), in the same process as its raw-read "
+                   "baseline.")
     if "kafka_scale" in ran:
         out.append(f"scale_curve kafka: {s.kafka_scale} events per run, ingest processes only "
                    f"{list(s.kafka_processes)}, {s.kafka_partitions} partitions; this machine has "

@@ -56,30 +56,27 @@ class RelayService:
         """
         # 1. read
         position = self.rt.views.position(self.consumer_name) or 0
-        notifications = self.rt.engine.recorder.select_notifications(
-            start=position + 1, limit=PAGE
-        )
-        if not notifications:
+        events = self.source.read(position, PAGE)
+        if not events:
             self.seal()  # idle: nothing is left unsealed
             return 0
         # 2. send and wait
         futures = []
-        for n in notifications:
-            event = self.source.log_event(n)
+        for event in events:
             key, value, headers = to_message(event, self.key_of(event))
             futures.append(self.producer.send(self.settings.topic_events, key=key, value=value, headers=headers))
         self.producer.flush(timeout=60)
         for future in futures:
             future.get(timeout=0)  # raises if the broker did not acknowledge: position not recorded
         # 3. record
-        last = notifications[-1].id
+        last = events[-1].position
         self.rt.views.write(ViewChange(consumer=self.consumer_name, position=last))
         # 4. seal what was relayed (tamper evidence follows the log in commit order too), every
         #    few seconds while busy: a seal per page cost a sixth of the relay's time
         if time.monotonic() - self._sealed_at >= SEAL_SECONDS:
             self.seal()
-        self.log.info("relayed", count=len(notifications), position=last)
-        return len(notifications)
+        self.log.info("relayed", count=len(events), position=last)
+        return len(events)
 
     def seal(self) -> None:
         self.rt.sealer.seal()

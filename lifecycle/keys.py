@@ -8,6 +8,7 @@ deleting the views must not erase anyone. ``destroy`` is the erasure.
 from __future__ import annotations
 
 import base64
+from collections import OrderedDict
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,15 +39,16 @@ CUSTOMER_KEYS = Table(
 )
 
 
-KEYS_CACHED = 10_000  # keys are re-read per batch anyway: the cache spares repeated reveals
+KEYS_CACHED = 5_000  # keys are re-read per batch anyway: the cache spares repeated reveals
 _UNKNOWN = object()
 
 
 class KeyRing:
-    def __init__(self, store: ViewStore) -> None:
+    def __init__(self, store: ViewStore, cached: int = KEYS_CACHED) -> None:
         self.store = store
         store.create([CUSTOMER_KEYS])
-        self._cache: dict[str, bytes | None] = {}  # None: no key when last read
+        self._cache: OrderedDict[str, bytes | None] = OrderedDict()  # None: no key when last read
+        self._cached = cached
 
     def key(self, customer_id: str, create: bool = False) -> bytes | None:
         """The customer's key as last read (None: it has none, e.g. erased); ``create`` makes one."""
@@ -71,8 +73,9 @@ class KeyRing:
         }
         for customer_id in wanted:
             self._cache[customer_id] = found.get(customer_id)
-        while len(self._cache) > KEYS_CACHED:
-            self._cache.pop(next(iter(self._cache)))  # the oldest read first
+            self._cache.move_to_end(customer_id)
+        while len(self._cache) > self._cached:
+            self._cache.popitem(last=False)  # the least recently read first
 
     def preload(self, customer_ids: Iterable[str], create: Iterable[str] = ()) -> None:
         """Read the keys of many customers at once, and make the missing ones among ``create``.

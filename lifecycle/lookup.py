@@ -114,6 +114,47 @@ def _states(recorder: Any, chunk: list[UUID]) -> list[tuple[UUID, int, str, byte
     return [(u, e.originator_version, e.topic, e.state) for u in chunk for e in recorder.select_events(u)]
 
 
+def notifications_after(recorder: Any, after: int, limit: int) -> list[tuple[int, str, int, str, bytes]]:
+    """Up to ``limit`` stored events with a notification id above ``after``, in id order, as
+    ``(id, aggregate id as text, version, topic, state)``: ``select_notifications``' rows
+    without a UUID and a frozen dataclass per row (a fifth of reading the log for a rebuild)."""
+    try:
+        if isinstance(recorder, PostgresAggregateRecorder):
+            table = f"{_quoted(recorder.datastore.schema)}.{_quoted(recorder.events_table_name)}"
+            statement = (
+                f"SELECT notification_id, originator_id, originator_version, topic, state FROM {table} "  # noqa: S608
+                "WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
+            )
+            with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
+                cursor.execute(statement, (after, limit), prepare=True)
+                return [
+                    (r["notification_id"], str(r["originator_id"]), r["originator_version"], r["topic"],
+                     bytes(r["state"]))
+                    for r in cursor.fetchall()
+                ]
+        if isinstance(recorder, SQLiteAggregateRecorder):
+            statement = (
+                f"SELECT rowid, originator_id, originator_version, topic, state "  # noqa: S608
+                f"FROM {recorder.events_table_name} WHERE rowid > ? ORDER BY rowid LIMIT ?"
+            )
+            with recorder.datastore.transaction(commit=False) as cursor:
+                cursor.execute(statement, (after, limit))
+                return [(r[0], _hex_as_text(r[1]), r[2], r[3], r[4]) for r in cursor.fetchall()]
+        return [
+            (n.id, str(n.originator_id), n.originator_version, n.topic, n.state)
+            for n in recorder.select_notifications(start=after + 1, limit=limit)
+        ]
+    except PersistenceError as e:
+        raise StoreError(f"event store failed: {e}") from e
+
+
+def _hex_as_text(value: str) -> str:
+    """SQLite's stored id (32 hex digits) as ``str(UUID)`` shows it, without building the UUID."""
+    if len(value) == 32:
+        return f"{value[:8]}-{value[8:12]}-{value[12:16]}-{value[16:20]}-{value[20:]}"
+    return str(UUID(value))
+
+
 def _quoted(identifier: str) -> str:
     """A PostgreSQL identifier, quoted (the library's own names, from its settings)."""
     return '"' + identifier.replace('"', '""') + '"'

@@ -20,6 +20,8 @@ import orjson
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import resolve_topic
 
+from lifecycle.lookup import notifications_after
+
 _BASE_ATTRIBUTES = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic"})
 
 
@@ -84,9 +86,16 @@ class EngineLogSource:
         self._names: dict[str, tuple[str, str] | None] = {}
 
     def read(self, after: int | None, limit: int) -> list[LogEvent]:
-        start = (after or 0) + 1
-        notifications = self.engine.recorder.select_notifications(start=start, limit=limit)
-        return [self.log_event(n) for n in notifications]
+        events = []
+        for position, aggregate_id, version, topic, state in notifications_after(
+            self.engine.recorder, after or 0, limit
+        ):
+            event = self._from_json(topic, state, aggregate_id, version, position)
+            if event is None:
+                stored = StoredEvent(UUID(aggregate_id), version, topic, state)
+                event = log_event_of(self.engine.mapper.to_domain_event(stored), position)
+            events.append(event)
+        return events
 
     def log_event(self, notification: Any, position: int | None = None) -> LogEvent:
         """The same LogEvent as ``log_event_of(mapper.to_domain_event(n))``, from the stored JSON

@@ -133,3 +133,18 @@ def test_one_aggregates_stored_rows_are_read_as_the_library_reads_them(open_runt
         assert len(expected) >= 2
         assert stored_states_of(recorder, aggregate_id) == expected
     assert stored_states_of(recorder, uuid.uuid4()) == []
+
+
+@pytest.mark.parametrize("open_runtime", BACKENDS, indirect=True)
+def test_the_log_is_read_as_the_library_reads_it(open_runtime):
+    from lifecycle.lookup import notifications_after
+
+    rt = open_runtime()
+    rt.ingest_lines(LINES)
+    recorder = rt.engine.recorder
+    expected = [(n.id, str(n.originator_id), n.originator_version, n.topic, bytes(n.state))
+                for n in recorder.select_notifications(start=1, limit=1000)]
+    assert len(expected) >= 8
+    assert [(*r[:4], bytes(r[4])) for r in notifications_after(recorder, 0, 1000)] == expected
+    assert [r[0] for r in notifications_after(recorder, expected[2][0], 3)] == [e[0] for e in expected[3:6]]
+    assert notifications_after(recorder, expected[-1][0], 10) == []
