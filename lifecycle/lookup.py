@@ -66,7 +66,27 @@ def _existing(recorder: Any, chunk: list[UUID]) -> set[UUID]:
 
 def stored_states_of(recorder: Any, aggregate_id: UUID) -> list[tuple[int, str, bytes]]:
     """The aggregate's stored events as ``(version, topic, state)``, in version order."""
-    return stored_states_of_many(recorder, [aggregate_id]).get(aggregate_id, [])
+    try:
+        if isinstance(recorder, PostgresAggregateRecorder):
+            table = f"{_quoted(recorder.datastore.schema)}.{_quoted(recorder.events_table_name)}"
+            statement = (
+                f"SELECT originator_version, topic, state FROM {table} "  # noqa: S608 - the library's names
+                "WHERE originator_id = %s ORDER BY originator_version"
+            )
+            with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
+                cursor.execute(statement, (aggregate_id,), prepare=True)
+                return [(r["originator_version"], r["topic"], bytes(r["state"])) for r in cursor.fetchall()]
+        if isinstance(recorder, SQLiteAggregateRecorder):
+            statement = (
+                f"SELECT originator_version, topic, state FROM {recorder.events_table_name} "  # noqa: S608
+                "WHERE originator_id = ? ORDER BY originator_version"
+            )
+            with recorder.datastore.transaction(commit=False) as cursor:
+                cursor.execute(statement, (aggregate_id.hex,))
+                return [(r[0], r[1], r[2]) for r in cursor.fetchall()]
+        return [(e.originator_version, e.topic, e.state) for e in recorder.select_events(aggregate_id)]
+    except PersistenceError as e:
+        raise StoreError(f"event store failed: {e}") from e
 
 
 def stored_states_of_many(
