@@ -113,16 +113,21 @@ class KeyRing:
         return existed
 
 
+# Keys cannot be derived again: synced on every commit. Read by primary key, a batch at a time,
+# and cached above: a small page cache is enough (the default 2 MiB grew with the customers).
+_KEY_STORE_SQLITE: dict[str, Any] = {"durable": True, "cache_kib": 256}
+
+
 def open_key_store(database_url: str | None, data_dir: Path) -> ViewStore:
     """Where the keys live: never the views' file or schema (see the module docstring)."""
     if database_url is None:
         data_dir.mkdir(parents=True, exist_ok=True)
-        return SQLiteViewStore(data_dir / "keys.sqlite")
+        return SQLiteViewStore(data_dir / "keys.sqlite", **_KEY_STORE_SQLITE)
     if database_url == "memory://":
         return InMemoryViewStore()
     if database_url.startswith("sqlite:///"):
         path = Path(database_url[len("sqlite:///"):])
-        return SQLiteViewStore(path.with_name(f"{path.stem}.keys.sqlite"))
+        return SQLiteViewStore(path.with_name(f"{path.stem}.keys.sqlite"), **_KEY_STORE_SQLITE)
     if database_url.startswith(("postgresql://", "postgres://")):
         return PostgresViewStore(database_url, schema="lifecycle_keys", internal_schema="lifecycle_keys")
     raise ConfigError(f"unsupported database URL for the key ring: {database_url!r}")

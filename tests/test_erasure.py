@@ -132,3 +132,18 @@ def test_a_running_service_does_not_use_a_key_erased_by_another_process(tmp_path
     finally:
         service.close()
         cli.close()
+
+
+def test_the_embedded_key_ring_syncs_every_commit_and_the_views_need_not(tmp_path):
+    """A key lost to a power cut after its events were committed would erase personal data: the
+    key store is synced on every commit (FULL); the views can be rebuilt (NORMAL)."""
+    from lifecycle.keys import open_key_store
+    from projections.store import open_view_store
+
+    keys, views = open_key_store(None, tmp_path), open_view_store(None, tmp_path)
+    try:
+        assert keys._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert views._conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    finally:
+        keys.close()
+        views.close()

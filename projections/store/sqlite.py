@@ -152,7 +152,14 @@ def _order_sql(orderings: Sequence[Ordering]) -> str:
 class SQLiteViewStore:
     """Views in one SQLite file, table names as declared (SQLite has no schemas)."""
 
-    def __init__(self, path: str | Path, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+        durable: bool = False,
+        cache_kib: int | None = None,
+    ) -> None:
         """1. make the folder; 2. open in autocommit mode (transactions are explicit);
         3. WAL and busy timeout; 4. the decimal collation; 5. the positions table."""
         self.path = path if str(path) == ":memory:" else Path(path)
@@ -170,9 +177,13 @@ class SQLiteViewStore:
         with self._translate():
             # WAL: analysts and the CLI read while a projection writes. NORMAL sync is safe with
             # WAL (no corruption); a power loss may lose the last commits, views and position
-            # together, and the consumer then replays them.
+            # together, and the consumer then replays them. ``durable``: FULL, for what cannot
+            # be derived again (the key ring: a key lost after its events were committed would
+            # erase that customer's personal data).
             self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            if cache_kib is not None:
+                self._conn.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
             # Erasure scrubs rows in place: freed pages must not keep the old bytes.
             self._conn.execute("PRAGMA secure_delete=ON")
             # Another process writing (a second runner, a rebuild) makes us wait, not fail.
