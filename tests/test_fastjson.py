@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import math
+import uuid
+from datetime import UTC, date, datetime
 
 import pytest
 from hypothesis import given
@@ -57,7 +60,16 @@ def test_a_json_cell_is_normalised_as_by_a_standard_library_round_trip(value):
     assert normalise_row(TABLE, {"id": 1, "doc": value}) == (1, expected)
 
 
-@pytest.mark.parametrize("bad", [math.nan, math.inf, [1.0, -math.inf], {"x": math.nan}, {1, 2}, object()])
+class Colour(enum.Enum):
+    RED = 1
+
+
+# Things orjson would write (a UUID as text, an enum member as its value, a time as text, a
+# dataclass as an object, NaN as null) but that are not JSON values: still refused.
+@pytest.mark.parametrize("bad", [
+    math.nan, math.inf, [1.0, -math.inf], {"x": math.nan}, {1, 2}, object(),
+    uuid.uuid4(), Colour.RED, {"at": datetime(2024, 1, 1, tzinfo=UTC)}, [date(2024, 1, 1)], TABLE,
+])
 def test_a_json_cell_that_is_not_json_is_refused(bad):
     from projections.store.errors import ViewStoreError
 
