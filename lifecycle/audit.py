@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from lifecycle.lookup import notifications_after
 from projections.store import ViewChange, ViewStore
 from projections.store.tables import Column, Table
 
@@ -80,8 +81,8 @@ class Sealer:
         sealed = 0
         while True:
             position = self.store.position(AUDIT) or 0
-            # 1. read
-            page = self.recorder.select_notifications(start=position + 1, limit=PAGE)
+            # 1. read (ids as text, as event_hash shows them: no UUID per row)
+            page = notifications_after(self.recorder, position, PAGE)
             if not page:
                 return sealed
             # 2. chain
@@ -89,31 +90,30 @@ class Sealer:
             # An aggregate whose first event here is its first ever has no head to look up
             # (every receipt is such an aggregate): only the others are read.
             firsts: dict[str, int] = {}
-            for n in page:
-                firsts.setdefault(str(n.originator_id), n.originator_version)
+            for _, aggregate, version, _, _ in page:
+                firsts.setdefault(aggregate, version)
             # A cached head that is not the previous version was sealed elsewhere: read it too.
             self._load_heads([
                 a for a, version in firsts.items()
                 if version > 1 and self._heads.get(a, (0, GENESIS))[0] != version - 1
             ])
             rows = []
-            for n in page:
-                digest = event_hash(n.originator_id, n.originator_version, n.topic, n.state)
+            for notification_id, aggregate, version, topic, state in page:
+                digest = event_hash(aggregate, version, topic, state)
                 log_head = link(log_head, digest)
-                aggregate = str(n.originator_id)
                 _, previous = self._heads.get(aggregate, (0, GENESIS))
                 aggregate_head = link(previous, digest)
-                self._heads[aggregate] = (n.originator_version, aggregate_head)
+                self._heads[aggregate] = (version, aggregate_head)
                 self._heads.move_to_end(aggregate)
                 rows.append({
-                    "notification_id": n.id, "originator_id": aggregate,
-                    "originator_version": n.originator_version, "topic": n.topic,
+                    "notification_id": notification_id, "originator_id": aggregate,
+                    "originator_version": version, "topic": topic,
                     "event_hash": digest, "aggregate_hash": aggregate_head, "log_hash": log_head,
                 })
             # 3. one transaction, guarded by the position (two sealers cannot interleave)
             try:
                 self.store.write(ViewChange(
-                    consumer=AUDIT, position=page[-1].id, expected_position=position or None,
+                    consumer=AUDIT, position=page[-1][0], expected_position=position or None,
                     check_position=True, append={AUDIT_CHAIN.name: rows},
                 ))
             except BaseException:

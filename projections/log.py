@@ -88,43 +88,29 @@ class EngineLogSource:
         self._names: dict[str, tuple[str, str] | None] = {}
 
     def read(self, after: int | None, limit: int) -> list[LogEvent]:
-        events = []
-        for position, aggregate_id, version, topic, state in notifications_after(
-            self.engine.recorder, after or 0, limit
-        ):
-            event = self._from_json(topic, state, aggregate_id, version, position)
-            if event is None:
-                stored = StoredEvent(UUID(aggregate_id), version, topic, state)
-                event = log_event_of(self.engine.mapper.to_domain_event(stored), position)
-            events.append(event)
-        return events
-
-    def log_event(self, notification: Any, position: int | None = None) -> LogEvent:
-        """The same LogEvent as ``log_event_of(mapper.to_domain_event(n))``, from the stored JSON
-        straight to JSON-able values: building domain objects and converting them back was a
-        third of a rebuild. ``position``: the notification id, unless given (a stored event
-        read by aggregate has none)."""
-        position = notification.id if position is None else position
-        event = self._from_json(
-            notification.topic, notification.state, notification.originator_id,
-            notification.originator_version, position,
-        )
-        if event is None:
-            event = log_event_of(self.engine.mapper.to_domain_event(notification), position)
-        return event
+        return [
+            self._event(aggregate_id, version, topic, state, position)
+            for position, aggregate_id, version, topic, state in notifications_after(
+                self.engine.recorder, after or 0, limit
+            )
+        ]
 
     def aggregate_events(self, aggregate_id: UUID, stored: Iterable[tuple[int, str, bytes]]) -> list[LogEvent]:
         """One aggregate's events from its stored ``(version, topic, state)`` rows (position 0)."""
-        events, shown_id = [], str(aggregate_id)
-        for version, topic, state in stored:
-            event = self._from_json(topic, state, shown_id, version, 0)
-            if event is None:
-                domain_event = self.engine.mapper.to_domain_event(StoredEvent(aggregate_id, version, topic, state))
-                event = log_event_of(domain_event, 0)
-            events.append(event)
-        return events
+        shown_id = str(aggregate_id)
+        return [self._event(shown_id, version, topic, state, 0) for version, topic, state in stored]
 
-    def _from_json(self, topic: str, state: bytes, aggregate_id: Any, version: int, position: int) -> LogEvent | None:
+    def _event(self, aggregate_id: str, version: int, topic: str, state: bytes, position: int) -> LogEvent:
+        """The same LogEvent as ``log_event_of(mapper.to_domain_event(stored))``, from the stored
+        JSON straight to JSON-able values where it can (building domain objects and converting
+        them back was a third of a rebuild), else the library's way."""
+        event = self._from_json(topic, state, aggregate_id, version, position)
+        if event is None:
+            stored = StoredEvent(UUID(aggregate_id), version, topic, state)
+            event = log_event_of(self.engine.mapper.to_domain_event(stored), position)
+        return event
+
+    def _from_json(self, topic: str, state: bytes, aggregate_id: str, version: int, position: int) -> LogEvent | None:
         """The LogEvent read from the library's plain JSON; None where only the library can."""
         names = self._names_of(topic)
         if names is None:
@@ -138,7 +124,7 @@ class EngineLogSource:
         return LogEvent(
             position=position,
             aggregate_type=names[0],
-            aggregate_id=str(aggregate_id),
+            aggregate_id=aggregate_id,
             version=int(version),
             name=names[1],
             recorded_at=recorded_at,
