@@ -7,6 +7,7 @@ A refused command raises RuleViolation before anything is recorded.
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -205,7 +206,8 @@ class Customer(Aggregate):
         if fact.kind == "purchase":
             self.paid[str(fact.data["order_id"])] = (
                 Decimal(fact.data["amount"]),
-                str(fact.data["currency"]),
+                # A handful of currencies over thousands of cached orders: one string each.
+                sys.intern(str(fact.data["currency"])),
             )
         elif fact.kind == "refund":
             order_id = str(fact.data["order_id"])

@@ -15,12 +15,12 @@ NAMESPACE = UUID("6f1c1a52-94c3-4b5e-9a3e-6c1f0e0d2b7a")
 
 # Asked several times per event of a batch (uuid5 was a tenth of ingest); a batch has at most
 # a few hundred customers, so more entries would only hold memory.
-@lru_cache(maxsize=4_096)
+@lru_cache(maxsize=1_024)
 def customer_id(key: str) -> UUID:
     return uuid5(NAMESPACE, "customer\x00" + key)
 
 
-@lru_cache(maxsize=4_096)
+@lru_cache(maxsize=1_024)
 def deal_id(upstream_deal_id: str) -> UUID:
     return uuid5(NAMESPACE, "deal\x00" + upstream_deal_id)
 

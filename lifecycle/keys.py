@@ -39,7 +39,10 @@ CUSTOMER_KEYS = Table(
 )
 
 
-KEYS_CACHED = 5_000  # keys are re-read per batch anyway: the cache spares repeated reveals
+# Every batch and every projection step re-reads its customers' keys first (another process may
+# have destroyed one), so keys older than that are never used unread: the cache only needs the
+# step at hand, which it always keeps whole, and a few more for lone reveals (the CLI).
+KEYS_CACHED = 1_000
 _UNKNOWN = object()
 
 
@@ -74,8 +77,9 @@ class KeyRing:
         for customer_id in wanted:
             self._cache[customer_id] = found.get(customer_id)
             self._cache.move_to_end(customer_id)
-        while len(self._cache) > self._cached:
-            self._cache.popitem(last=False)  # the least recently read first
+        # The least recently read go first, never one just read: the step is about to use them.
+        while len(self._cache) > max(self._cached, len(wanted)):
+            self._cache.popitem(last=False)
 
     def preload(self, customer_ids: Iterable[str], create: Iterable[str] = ()) -> None:
         """Read the keys of many customers at once, and make the missing ones among ``create``.

@@ -7,6 +7,7 @@ facts sorted by business time, so that no report depends on arrival order.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -163,7 +164,8 @@ def advance(progress: Progress, fact: Fact, transition: Transition | None) -> Pr
         orders = orders | {str(fact.data["order_id"])}
     stage, stage_since = progress.stage, progress.stage_since
     if transition is not None:
-        stage, stage_since = transition.to_stage, transition.occurred_at
+        # Decoded events bring a new string per stage name; thousands of cached customers share a few.
+        stage, stage_since = sys.intern(transition.to_stage), transition.occurred_at
     if transition is None and fact.kind != "purchase" and last_activity_at is progress.last_activity_at:
         return progress
     return Progress(stage, stage_since, last_activity_at, purchase_days, orders)

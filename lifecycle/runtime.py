@@ -44,8 +44,7 @@ class Runtime:
         except (PersistenceError, ViewStoreError) as e:
             raise StoreError(f"cannot open the event store ({settings.describe_store()}): {e}") from e
         # The key ring opens after the event store, so an unreachable database is reported as such.
-        keyring = engine.keyring = KeyRing(open_key_store(settings.database_url, settings.data_dir),
-                                           cached=settings.cache_customers)
+        keyring = engine.keyring = KeyRing(open_key_store(settings.database_url, settings.data_dir))
         views = open_view_store(settings.database_url, settings.data_dir)
         runner = ProjectionRunner(EngineLogSource(engine), views, model, reveal=keyring.reveal,
                                   refresh_keys=keyring.refresh, cache_size=settings.cache_customers)

@@ -147,3 +147,28 @@ def test_the_embedded_key_ring_syncs_every_commit_and_the_views_need_not(tmp_pat
     finally:
         keys.close()
         views.close()
+
+
+def test_the_key_ring_keeps_a_whole_step_of_keys_and_no_more_than_its_bound_besides():
+    """Each batch re-reads its customers' keys in one query, then uses them: a step with more
+    customers than the bound must not lose some of them again (one query per key), and keys of
+    earlier steps are dropped oldest first."""
+    from lifecycle.keys import KeyRing
+    from projections.store import InMemoryViewStore
+
+    class CountingStore(InMemoryViewStore):
+        reads = 0
+
+        def rows(self, *args, **kwargs):
+            CountingStore.reads += 1
+            return super().rows(*args, **kwargs)
+
+    ring = KeyRing(CountingStore(), cached=3)
+    step = [f"c{i}" for i in range(5)]
+    ring.preload((), create=step)
+    CountingStore.reads = 0
+    assert all(ring.key(c) is not None for c in step)
+    assert CountingStore.reads == 0  # all five kept, though the bound is three
+
+    ring.refresh(["d1"])  # the next step: back to the bound, the oldest first
+    assert list(ring._cache) == ["c3", "c4", "d1"]
