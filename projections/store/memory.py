@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from typing import Any
 
 from projections.store.change import ViewChange
@@ -154,6 +154,16 @@ class InMemoryViewStore:
             for name in documents:
                 row[name] = copy.deepcopy(row[name])
         return result
+
+    def iter_rows(
+        self,
+        table: str,
+        *,
+        where: Mapping[str, Any] | None = None,
+        order_by: Sequence[str] = (),
+    ) -> Generator[dict[str, Any], None, None]:
+        # The rows are in memory already; ``rows`` takes the snapshot (and checks the arguments).
+        return (row for row in self.rows(table, where=where, order_by=order_by))
 
     def close(self) -> None:
         with self._lock:

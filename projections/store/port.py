@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from projections.store.change import ViewChange
@@ -59,6 +59,21 @@ class ViewStore(Protocol):
         ``where``: column -> value (None matches NULL) or column -> list/tuple/set of values (IN).
         ``order_by``: column names, "-name" for descending; the key breaks ties, so the order is
         always deterministic. NULLs sort last ascending, first descending.
+        """
+
+    def iter_rows(
+        self,
+        table: str,
+        *,
+        where: Mapping[str, Any] | None = None,
+        order_by: Sequence[str] = (),
+    ) -> Generator[dict[str, Any], None, None]:
+        """The rows ``rows`` returns, read a page at a time from one snapshot of the table, so
+        that memory does not grow with the table (the summaries read whole tables).
+
+        The table and the arguments are checked at the call. The store stays usable while the
+        iterator is open, writes included; the iterator does not see them. An iterator dropped
+        before its end (``close()``, or no reference left) releases what it holds.
         """
 
     def close(self) -> None:

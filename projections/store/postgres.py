@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -30,6 +30,7 @@ from projections.store.change import ViewChange
 from projections.store.errors import PositionConflict, UnknownTable, ViewStoreError
 from projections.store.tables import POSITIONS_TABLE, Column, Table, check_identifier
 from projections.store.values import (
+    ROWS_PAGE,
     Condition,
     Ordering,
     Values,
@@ -272,6 +273,50 @@ class PostgresViewStore:
         where: Mapping[str, Any] | None = None,
         order_by: Sequence[str] = (),
     ) -> list[dict[str, Any]]:
+        definition, query, params = self._select(table, where, order_by)
+        with self._lock, self._translate():
+            raw = self._connection().execute(query, params).fetchall()
+        return [_decode_row(definition, r) for r in raw]
+
+    def iter_rows(
+        self,
+        table: str,
+        *,
+        where: Mapping[str, Any] | None = None,
+        order_by: Sequence[str] = (),
+    ) -> Generator[dict[str, Any], None, None]:
+        """Steps as in ``ViewStore.iter_rows``: a connection of its own, so that neither the lock
+        nor the store's connection is held between pages, and a server-side cursor in its one
+        transaction (one snapshot), fetched a page at a time."""
+        definition, query, params = self._select(table, where, order_by)
+        if self._closed:
+            raise ViewStoreError("the view store is closed")
+        return self._stream(definition, query, params)
+
+    def _stream(self, definition: Table, query: sql.Composable, params: list[Any]) -> Generator[dict[str, Any], None, None]:
+        with self._translate():
+            reader = psycopg.connect(self._url, connect_timeout=self._connect_timeout,
+                                     application_name="lifecycle-views-reader")
+        try:
+            with self._translate():
+                reader.read_only = True  # before the transaction starts
+                reader.execute("SET TIME ZONE 'UTC'")
+                cursor = reader.cursor(name="lifecycle_iter_rows")  # server-side: opens the transaction
+                cursor.execute(query, params)
+            while True:
+                with self._translate():
+                    raw = cursor.fetchmany(ROWS_PAGE)
+                if not raw:
+                    return
+                for r in raw:
+                    yield _decode_row(definition, r)
+        finally:
+            reader.close()  # rolls the read-only transaction back
+
+    def _select(
+        self, table: str, where: Mapping[str, Any] | None, order_by: Sequence[str]
+    ) -> tuple[Table, sql.Composable, list[Any]]:
+        """The definition, the SELECT and its parameters (checked against the definition)."""
         with self._lock:
             definition = lookup(self._tables, table)
         conditions, params = _where_sql(prepare_where(definition, where))
@@ -281,9 +326,7 @@ class PostgresViewStore:
             conditions,
             _order_sql(prepare_order(definition, order_by)),
         )
-        with self._lock, self._translate():
-            raw = self._connection().execute(query, params).fetchall()
-        return [_decode_row(definition, r) for r in raw]
+        return definition, query, params
 
     def close(self) -> None:
         with self._lock:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -24,6 +24,7 @@ from projections.store.change import ViewChange
 from projections.store.errors import PositionConflict, UnknownTable, ViewStoreError
 from projections.store.tables import POSITIONS_TABLE, Column, Table
 from projections.store.values import (
+    ROWS_PAGE,
     Condition,
     Ordering,
     Values,
@@ -163,6 +164,7 @@ class SQLiteViewStore:
         """1. make the folder; 2. open in autocommit mode (transactions are explicit);
         3. WAL and busy timeout; 4. the decimal collation; 5. the positions table."""
         self.path = path if str(path) == ":memory:" else Path(path)
+        self._busy_timeout_ms = int(busy_timeout_ms)
         self._lock = threading.RLock()
         self._tables: dict[str, Table] = {}
         try:
@@ -298,6 +300,55 @@ class SQLiteViewStore:
         where: Mapping[str, Any] | None = None,
         order_by: Sequence[str] = (),
     ) -> list[dict[str, Any]]:
+        definition, query, params = self._select(table, where, order_by)
+        with self._lock, self._translate():
+            raw = self._conn.execute(query, params).fetchall()
+        return [_decode_row(definition, r) for r in raw]
+
+    def iter_rows(
+        self,
+        table: str,
+        *,
+        where: Mapping[str, Any] | None = None,
+        order_by: Sequence[str] = (),
+    ) -> Generator[dict[str, Any], None, None]:
+        """Steps as in ``ViewStore.iter_rows``: a connection of its own, so that neither the lock
+        nor the store's connection is held between pages; its read transaction is the snapshot
+        (WAL: writers go on meanwhile)."""
+        definition, query, params = self._select(table, where, order_by)
+        if not isinstance(self.path, Path):
+            # ":memory:" is private to its connection: one read, as ``rows``.
+            return (row for row in self.rows(table, where=where, order_by=order_by))
+        return self._stream(definition, query, params)
+
+    def _stream(self, definition: Table, query: str, params: list[Any]) -> Generator[dict[str, Any], None, None]:
+        with self._translate():
+            reader = self._open_reader()
+        try:
+            with self._translate():
+                reader.execute("BEGIN")
+                cursor = reader.execute(query, params)
+            while True:
+                with self._translate():
+                    raw = cursor.fetchmany(ROWS_PAGE)
+                if not raw:
+                    return
+                for r in raw:
+                    yield _decode_row(definition, r)
+        finally:
+            reader.close()  # ends the read transaction too
+
+    def _open_reader(self) -> sqlite3.Connection:
+        reader = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        reader.execute("PRAGMA query_only=ON")
+        reader.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+        reader.create_collation(_DECIMAL_COLLATION, _compare_decimals)
+        return reader
+
+    def _select(
+        self, table: str, where: Mapping[str, Any] | None, order_by: Sequence[str]
+    ) -> tuple[Table, str, list[Any]]:
+        """The definition, the SELECT and its parameters (checked against the definition)."""
         with self._lock:
             definition = lookup(self._tables, table)
         conditions, params = _where_sql(prepare_where(definition, where))
@@ -305,9 +356,7 @@ class SQLiteViewStore:
             f"SELECT {', '.join(map(_q, definition.column_names))} FROM {_q(definition.name)}"
             f"{conditions}{_order_sql(prepare_order(definition, order_by))}"
         )
-        with self._lock, self._translate():
-            raw = self._conn.execute(query, params).fetchall()
-        return [_decode_row(definition, r) for r in raw]
+        return definition, query, params
 
     def close(self) -> None:
         with self._lock:

@@ -24,6 +24,9 @@ from projections.store.tables import POSITIONS_TABLE, Column, Table
 
 Values = tuple[Any, ...]  # one row: a value per column, in the table's column order
 
+# Rows per fetch of ``iter_rows``: decoded rows held at once, whatever the table's size.
+ROWS_PAGE = 5_000
+
 _INT64 = (-(2**63), 2**63 - 1)  # BIGINT / SQLite INTEGER: refuse here rather than overflow later
 
 
