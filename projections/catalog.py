@@ -13,27 +13,27 @@ from projections.store import ViewStore
 Report = Callable[[ViewStore, StageModel, date], list[dict[str, Any]]]
 
 REPORTS: dict[str, tuple[str, Report]] = {
-    "pipeline": ("Sales pipeline by stage", lambda s, m, d: reports.pipeline_by_stage(s.rows("deal_stage_history"), d)),
+    "pipeline": ("Sales pipeline by stage", lambda s, m, d: reports.pipeline_by_stage(s.iter_rows("deal_stage_history"), d)),
     "funnel": ("Funnels: lifecycle stages and deal pipeline", lambda s, m, d: reports.lifecycle_funnel(
-        m, s.rows("stage_history"), d) + reports.deal_funnel(s.rows("deal_stage_history"), d)),
+        m, s.iter_rows("stage_history"), d) + reports.deal_funnel(s.iter_rows("deal_stage_history"), d)),
     "forecast": ("Deal forecast by close month and category", lambda s, m, d: reports.deal_forecast(
-        s.rows("deal_stage_history"), d)),
+        s.iter_rows("deal_stage_history"), d)),
     "retention": ("Retention by months since first purchase", lambda s, m, d: reports.retention_by_month(
-        reports.retention_cohorts(s.rows("customer_purchases"), d))),
-    "cohorts": ("Retention cohorts", lambda s, m, d: reports.retention_cohorts(s.rows("customer_purchases"), d)),
+        reports.retention_cohorts(s.iter_rows("customer_purchases"), d))),
+    "cohorts": ("Retention cohorts", lambda s, m, d: reports.retention_cohorts(s.iter_rows("customer_purchases"), d)),
     "advocacy": ("NPS and advocacy by month", lambda s, m, d: reports.advocacy_nps(
-        s.rows("customer_feedback"), s.rows("customer_referrals"), s.rows("stage_history"), d)),
-    "rfm": ("RFM per customer", lambda s, m, d: reports.customer_rfm(s.rows("customer_purchases"), d)),
+        s.iter_rows("customer_feedback"), s.iter_rows("customer_referrals"), s.iter_rows("stage_history"), d)),
+    "rfm": ("RFM per customer", lambda s, m, d: reports.customer_rfm(s.iter_rows("customer_purchases"), d)),
     "funnel-strict": ("Lifecycle funnel, stages entered in order, with time to convert",
-                      lambda s, m, d: analytics.lifecycle_funnel_strict(m, s.rows("stage_history"), d)),
+                      lambda s, m, d: analytics.lifecycle_funnel_strict(m, s.iter_rows("stage_history"), d)),
     "funnel-any-order": ("Lifecycle funnel, stage or a later one reached, with time to convert",
-                         lambda s, m, d: analytics.lifecycle_funnel_any_order(m, s.rows("stage_history"), d)),
+                         lambda s, m, d: analytics.lifecycle_funnel_any_order(m, s.iter_rows("stage_history"), d)),
     "stages": ("Time in stage per lifecycle stage", lambda s, m, d: analytics.time_in_stage(
-        m, s.rows("stage_history"), d)),
+        m, s.iter_rows("stage_history"), d)),
     "lifecycle-weekly": ("Customers new, returning, resurrecting, dormant per ISO week (active = purchased)",
-                         lambda s, m, d: analytics.lifecycle_weekly(s.rows("customer_purchases"), d)),
+                         lambda s, m, d: analytics.lifecycle_weekly(s.iter_rows("customer_purchases"), d)),
     "lifecycle-monthly": ("Customers new, returning, resurrecting, dormant per month (active = purchased)",
-                          lambda s, m, d: analytics.lifecycle_monthly(s.rows("customer_purchases"), d)),
+                          lambda s, m, d: analytics.lifecycle_monthly(s.iter_rows("customer_purchases"), d)),
 }
 
 

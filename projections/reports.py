@@ -198,19 +198,27 @@ def customer_rfm(purchases: Iterable[Row], as_of: date) -> list[dict[str, Any]]:
     """RFM per customer, customer-base-analysis convention (see DESIGN.md).
 
     Purchases on one UTC calendar day are one transaction. Money is summed per
-    day in the customer's first-purchase currency.
+    day in the customer's first-purchase currency (the first by occurrence, then
+    by order id). One pass in any order: the purchases may be streamed.
     """
     per_customer: dict[str, dict[str, Any]] = {}
-    for row in sorted(purchases, key=lambda r: (r["customer_id"], r["occurred_at"], r["order_id"])):
+    for row in purchases:
         if row["purchase_date"] > as_of:
             continue
-        c = per_customer.setdefault(row["customer_id"], {
-            "customer_key": row["customer_key"], "currency": row["currency"], "days": defaultdict(Decimal),
-        })
-        if row["currency"] == c["currency"]:
-            c["days"][row["purchase_date"]] += row["amount"]
-        else:
-            c["days"].setdefault(row["purchase_date"], Decimal(0))
+        c = per_customer.get(row["customer_id"])
+        if c is None:
+            c = per_customer[row["customer_id"]] = {
+                "customer_key": row["customer_key"], "first": None, "currency": None,
+                "by_currency": defaultdict(lambda: defaultdict(Decimal)),
+            }
+        moment = (row["occurred_at"], row["order_id"])
+        if c["first"] is None or moment < c["first"]:
+            c["first"], c["currency"] = moment, row["currency"]
+        c["by_currency"][row["currency"]][row["purchase_date"]] += row["amount"]
+    for c in per_customer.values():
+        # Every day with a purchase is a transaction; its money counts in the first currency only.
+        counted = c["by_currency"][c["currency"]]
+        c["days"] = {day: counted.get(day, Decimal(0)) for amounts in c["by_currency"].values() for day in amounts}
     rows = []
     for customer_id, c in per_customer.items():
         days = sorted(c["days"])

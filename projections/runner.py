@@ -260,18 +260,18 @@ class ProjectionRunner:
 
 
 def compute_summaries(store: ViewStore, model: StageModel, as_of: date) -> dict[str, list[dict[str, Any]]]:
-    stage_history = store.rows("stage_history")
-    purchases = store.rows("customer_purchases")
-    deal_stages = store.rows("deal_stage_history")
+    """Every summary table as of ``as_of``. The entity tables are streamed (``iter_rows``), each
+    report reading its own pass: memory follows the customers and deals, not the rows."""
+    scan = store.iter_rows
     return {
-        "pipeline_funnel": reports.lifecycle_funnel(model, stage_history, as_of)
-        + reports.deal_funnel(deal_stages, as_of),
-        "deal_forecast": reports.deal_forecast(deal_stages, as_of),
-        "retention_cohorts": reports.retention_cohorts(purchases, as_of),
+        "pipeline_funnel": reports.lifecycle_funnel(model, scan("stage_history"), as_of)
+        + reports.deal_funnel(scan("deal_stage_history"), as_of),
+        "deal_forecast": reports.deal_forecast(scan("deal_stage_history"), as_of),
+        "retention_cohorts": reports.retention_cohorts(scan("customer_purchases"), as_of),
         "advocacy_nps": reports.advocacy_nps(
-            store.rows("customer_feedback"), store.rows("customer_referrals"), stage_history, as_of
+            scan("customer_feedback"), scan("customer_referrals"), scan("stage_history"), as_of
         ),
-        "customer_rfm": reports.customer_rfm(purchases, as_of),
+        "customer_rfm": reports.customer_rfm(scan("customer_purchases"), as_of),
     }
 
 

@@ -315,3 +315,59 @@ def test_stages_report_on_the_command_line(tmp_path):
         for fmt in ("table", "csv"):
             done = lifecycle(tmp_path, "report", kind, "--as-of", "2025-01-01", "--format", fmt)
             assert done.returncode == 0 and done.stdout.strip(), (kind, fmt, done.stderr)
+
+
+# -- RFM in one streamed pass -------------------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+def _rfm_days_by_sorting(purchases: list[dict[str, Any]], as_of: date) -> dict[str, tuple[str, dict]]:
+    """The definition, as the report computed it before it streamed: sort every purchase by
+    customer, occurrence and order id; the first one's currency counts, other currencies' days
+    count as transactions without money."""
+    per_customer: dict[str, tuple[str, dict]] = {}
+    for row in sorted(purchases, key=lambda r: (r["customer_id"], r["occurred_at"], r["order_id"])):
+        if row["purchase_date"] > as_of:
+            continue
+        currency, days = per_customer.setdefault(row["customer_id"], (row["currency"], {}))
+        if row["currency"] == currency:
+            days[row["purchase_date"]] = days.get(row["purchase_date"], Decimal(0)) + row["amount"]
+        else:
+            days.setdefault(row["purchase_date"], Decimal(0))
+    return per_customer
+
+
+_purchase = st.builds(
+    lambda customer, order, day, hour, amount, currency: {
+        "customer_id": f"id-{customer}", "customer_key": f"shop:{customer}", "order_id": f"o{order}",
+        "occurred_at": datetime(2025, 1, day, hour, tzinfo=UTC), "purchase_date": date(2025, 1, day),
+        "amount": Decimal(amount) / 100, "currency": currency, "items": 1, "refunded": Decimal(0),
+    },
+    st.integers(1, 4), st.integers(1, 30), st.integers(1, 9), st.sampled_from([0, 12]),
+    st.integers(1, 100_000), st.sampled_from(["EUR", "USD"]),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_purchase, max_size=25, unique_by=lambda r: (r["customer_id"], r["order_id"])),
+       st.integers(1, 9), st.randoms(use_true_random=False))
+def test_rfm_streamed_in_any_order_matches_its_sorted_definition(purchases, as_of_day, rng):
+    as_of = date(2025, 1, as_of_day)
+    shuffled = list(purchases)
+    rng.shuffle(shuffled)
+    rows = reports.customer_rfm(iter(shuffled), as_of)
+    assert rows == reports.customer_rfm(purchases, as_of)
+    expected = _rfm_days_by_sorting(purchases, as_of)
+    assert {r["customer_id"] for r in rows} == set(expected)
+    for row in rows:
+        currency, days = expected[row["customer_id"]]
+        ordered = sorted(days)
+        repeat = [days[d] for d in ordered[1:]]
+        assert row["currency"] == currency
+        assert row["frequency"] == len(days) - 1
+        assert row["first_purchase_date"] == ordered[0]
+        assert row["days_since_last"] == (as_of - ordered[-1]).days
+        assert row["monetary"] == (
+            (sum(repeat, Decimal(0)) / len(repeat)).quantize(Decimal("0.01")) if repeat else Decimal("0.00"))
