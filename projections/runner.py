@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 from collections import OrderedDict, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -30,7 +30,10 @@ from projections.tables import ALL_TABLES, PROJECTION_INBOX
 CONSUMER = "projections"
 SUMMARIES = "summaries"
 _ENTITY_TYPES = ("Customer", "Deal")
-REBUILD_ENTITIES = 1000  # entities derived per transaction in a rebuild
+# Entities derived per transaction in a rebuild: at most this many, holding at most about this
+# many events between them (their histories are in memory together; one entity's always fits).
+REBUILD_ENTITIES = 1000
+REBUILD_EVENTS = 10_000
 
 
 class ProjectionRunner:
@@ -210,6 +213,7 @@ class ProjectionRunner:
            it already holds)
         2. copy the log into the inbox and the rejections page by page, noting the entities
         3. derive each entity once from its whole history, a chunk of entities per transaction
+           (chunks bounded by entities and by events: their histories are in memory together)
         4. store the position of the last event (only now), then refresh the summaries
         """
         self._histories.clear()
@@ -218,14 +222,14 @@ class ProjectionRunner:
         self.store.create(ALL_TABLES)
         self.store.write(ViewChange(consumer=self.consumer, position=0))
         # 2. copy
-        entities: dict[str, None] = {}
+        entities: dict[str, int] = defaultdict(int)  # events per entity, for step 3's chunks
         position, copied = 0, 0
         while events := self.source.read(position, self.batch_size):
             self.refresh_keys(_customers_of(events))
             rejections = []
             for event in events:
                 if event.aggregate_type in _ENTITY_TYPES:
-                    entities[event.aggregate_id] = None
+                    entities[event.aggregate_id] += 1
                 elif event.aggregate_type == "InboundReceipt":
                     row = rejection_row(event, self.reveal)
                     if row is not None:
@@ -237,9 +241,7 @@ class ProjectionRunner:
             if progress is not None:
                 progress(len(events))
         # 3. derive
-        ordered = list(entities)
-        for start in range(0, len(ordered), REBUILD_ENTITIES):
-            chunk = ordered[start:start + REBUILD_ENTITIES]
+        for chunk in _chunks(entities):
             self.refresh_keys(chunk)  # deal ids among them simply have no key
             known: dict[str, dict[int, LogEvent]] = defaultdict(dict)
             for row in self.store.rows(PROJECTION_INBOX.name, where={"entity_id": chunk}):
@@ -257,6 +259,21 @@ class ProjectionRunner:
             self.store.write(ViewChange(consumer=self.consumer, position=position))
         self.refresh_summaries(today)
         return copied
+
+
+def _chunks(events_per_entity: dict[str, int]) -> Iterator[list[str]]:
+    """The entities in order, in chunks of at most REBUILD_ENTITIES entities and, unless one
+    entity alone has more, REBUILD_EVENTS events."""
+    chunk: list[str] = []
+    events = 0
+    for entity_id, count in events_per_entity.items():
+        if chunk and (len(chunk) == REBUILD_ENTITIES or events + count > REBUILD_EVENTS):
+            yield chunk
+            chunk, events = [], 0
+        chunk.append(entity_id)
+        events += count
+    if chunk:
+        yield chunk
 
 
 def compute_summaries(store: ViewStore, model: StageModel, as_of: date) -> dict[str, list[dict[str, Any]]]:

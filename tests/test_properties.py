@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from unittest.mock import patch
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lifecycle.stages import load_stage_model
+from projections.runner import _chunks
 from projections.tables import ALL_TABLES
 from tests.backends import runtime_factory
 from tests.events import interaction, request
@@ -62,6 +65,25 @@ def test_incremental_views_equal_a_rebuild(lines, batch_sizes):
     incremental = views(rt)
     rt.runner.rebuild(TODAY)
     assert views(rt) == incremental
+
+
+@SETTINGS
+@given(populations(), st.integers(1, 3), st.integers(1, 12))
+def test_a_rebuild_in_small_chunks_equals_one_in_a_single_chunk(lines, entities, events):
+    """Chunk boundaries (by entities and by events) change nothing."""
+    rt = run(lines)
+    rt.runner.rebuild(TODAY)
+    whole = views(rt)
+    with patch.multiple("projections.runner", REBUILD_ENTITIES=entities, REBUILD_EVENTS=events):
+        rt.runner.rebuild(TODAY)
+    assert views(rt) == whole
+
+
+def test_rebuild_chunks_are_bounded_by_entities_and_by_events():
+    with patch.multiple("projections.runner", REBUILD_ENTITIES=3, REBUILD_EVENTS=10):
+        counts = {"a": 4, "b": 4, "c": 4, "d": 30, "e": 1, "f": 1, "g": 1, "h": 1}
+        assert list(_chunks(counts)) == [["a", "b"], ["c"], ["d"], ["e", "f", "g"], ["h"]]
+    assert list(_chunks({})) == []
 
 
 @SETTINGS
