@@ -22,7 +22,8 @@ REPORTS: dict[str, tuple[str, Report]] = {
         reports.retention_cohorts(s.iter_rows("customer_purchases"), d))),
     "cohorts": ("Retention cohorts", lambda s, m, d: reports.retention_cohorts(s.iter_rows("customer_purchases"), d)),
     "advocacy": ("NPS and advocacy by month", lambda s, m, d: reports.advocacy_nps(
-        s.iter_rows("customer_feedback"), s.iter_rows("customer_referrals"), s.iter_rows("stage_history"), d)),
+        s.iter_rows("customer_feedback"), s.iter_rows("customer_referrals"),
+        s.iter_rows("stage_history", where={"stage": "advocate"}), d)),
     "rfm": ("RFM per customer", lambda s, m, d: reports.customer_rfm(s.iter_rows("customer_purchases"), d)),
     "funnel-strict": ("Lifecycle funnel, stages entered in order, with time to convert",
                       lambda s, m, d: analytics.lifecycle_funnel_strict(m, s.iter_rows("stage_history"), d)),

@@ -286,7 +286,9 @@ def compute_summaries(store: ViewStore, model: StageModel, as_of: date) -> dict[
         "deal_forecast": reports.deal_forecast(scan("deal_stage_history"), as_of),
         "retention_cohorts": reports.retention_cohorts(scan("customer_purchases"), as_of),
         "advocacy_nps": reports.advocacy_nps(
-            scan("customer_feedback"), scan("customer_referrals"), scan("stage_history"), as_of
+            # It counts entries into advocate only: the second pass over the stages reads those.
+            scan("customer_feedback"), scan("customer_referrals"),
+            scan("stage_history", where={"stage": "advocate"}), as_of,
         ),
         "customer_rfm": reports.customer_rfm(scan("customer_purchases"), as_of),
     }

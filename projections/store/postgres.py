@@ -113,6 +113,7 @@ class PostgresViewStore:
         self._lock = threading.RLock()
         self._tables: dict[str, Table] = {}
         self._conn: psycopg.Connection[Any] | None = None
+        self._idle_reader: psycopg.Connection[Any] | None = None  # see _take_reader
         self._closed = False
         with self._transaction() as cur:
             self._lock_ddl(cur)
@@ -285,24 +286,20 @@ class PostgresViewStore:
         where: Mapping[str, Any] | None = None,
         order_by: Sequence[str] = (),
     ) -> Generator[dict[str, Any], None, None]:
-        """Steps as in ``ViewStore.iter_rows``: a connection of its own, so that neither the lock
-        nor the store's connection is held between pages, and a server-side cursor in its one
-        transaction (one snapshot), fetched a page at a time."""
+        """Steps as in ``ViewStore.iter_rows``: a reader connection of its own, so that neither the
+        lock nor the store's connection is held between pages, and a server-side cursor in its
+        one read-only transaction (one snapshot), fetched a page at a time."""
         definition, query, params = self._select(table, where, order_by)
         if self._closed:
             raise ViewStoreError("the view store is closed")
         return self._stream(definition, query, params)
 
     def _stream(self, definition: Table, query: sql.Composable, params: list[Any]) -> Generator[dict[str, Any], None, None]:
-        with self._translate():
-            reader = psycopg.connect(self._url, connect_timeout=self._connect_timeout,
-                                     application_name="lifecycle-views-reader")
+        reader = self._take_reader()
         try:
             with self._translate():
-                reader.read_only = True  # before the transaction starts
-                reader.execute("SET TIME ZONE 'UTC'")
-                cursor = reader.cursor(name="lifecycle_iter_rows")  # server-side: opens the transaction
-                cursor.execute(query, params)
+                cursor = reader.cursor(name="lifecycle_iter_rows")  # server-side
+                cursor.execute(query, params)  # opens the read-only transaction: the snapshot
             while True:
                 with self._translate():
                     raw = cursor.fetchmany(ROWS_PAGE)
@@ -311,7 +308,38 @@ class PostgresViewStore:
                 for r in raw:
                     yield _decode_row(definition, r)
         finally:
-            reader.close()  # rolls the read-only transaction back
+            self._give_back(reader)
+
+    def _take_reader(self) -> psycopg.Connection[Any]:
+        """The idle reader connection, or a new one (a summary refresh makes eight scans: a
+        connection each cost more than the reads of a small store)."""
+        with self._lock:
+            if self._closed:
+                raise ViewStoreError("the view store is closed")
+            reader, self._idle_reader = self._idle_reader, None
+        if reader is not None and not reader.closed and not reader.broken:
+            return reader
+        with self._translate():
+            reader = psycopg.connect(self._url, connect_timeout=self._connect_timeout,
+                                     application_name="lifecycle-views-reader")
+            reader.read_only = True  # every transaction it opens
+            reader.execute("SET TIME ZONE 'UTC'")
+            reader.commit()
+        return reader
+
+    def _give_back(self, reader: psycopg.Connection[Any]) -> None:
+        """End the reader's transaction (and its snapshot) and keep it for the next scan, unless
+        one is kept already, the store is closed, or the connection failed."""
+        try:
+            reader.rollback()
+        except psycopg.Error:
+            reader.close()
+            return
+        with self._lock:
+            if self._idle_reader is None and not self._closed:
+                self._idle_reader = reader
+                return
+        reader.close()
 
     def _select(
         self, table: str, where: Mapping[str, Any] | None, order_by: Sequence[str]
@@ -331,8 +359,9 @@ class PostgresViewStore:
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            if self._conn is not None:
-                self._conn.close()
+            for conn in (self._conn, self._idle_reader):
+                if conn is not None:
+                    conn.close()
 
     # --- plumbing -----------------------------------------------------------------------------
 
