@@ -565,9 +565,12 @@ def test_open_view_store_postgres(postgres_url: str, tmp_path: Path) -> None:
 
 
 def test_a_closed_store_refuses_work(view_store: ViewStore) -> None:
+    view_store.create(TABLES)
     view_store.close()
     with pytest.raises(ViewStoreError):
         view_store.position("projections")
+    with pytest.raises(ViewStoreError):
+        view_store.iter_rows("totals")
 
 
 def test_every_store_satisfies_the_port(view_store: ViewStore) -> None:

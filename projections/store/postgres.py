@@ -317,8 +317,10 @@ class PostgresViewStore:
             if self._closed:
                 raise ViewStoreError("the view store is closed")
             reader, self._idle_reader = self._idle_reader, None
-        if reader is not None and not reader.closed and not reader.broken:
-            return reader
+        if reader is not None:
+            if not reader.closed and not reader.broken:
+                return reader
+            reader.close()
         with self._translate():
             reader = psycopg.connect(self._url, connect_timeout=self._connect_timeout,
                                      application_name="lifecycle-views-reader")

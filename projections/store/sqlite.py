@@ -165,6 +165,7 @@ class SQLiteViewStore:
         3. WAL and busy timeout; 4. the decimal collation; 5. the positions table."""
         self.path = path if str(path) == ":memory:" else Path(path)
         self._busy_timeout_ms = int(busy_timeout_ms)
+        self._closed = False
         self._lock = threading.RLock()
         self._tables: dict[str, Table] = {}
         try:
@@ -316,6 +317,8 @@ class SQLiteViewStore:
         nor the store's connection is held between pages; its read transaction is the snapshot
         (WAL: writers go on meanwhile)."""
         definition, query, params = self._select(table, where, order_by)
+        if self._closed:
+            raise ViewStoreError(f"the SQLite view store {self.path} is closed")
         if not isinstance(self.path, Path):
             # ":memory:" is private to its connection: one read, as ``rows``.
             return (row for row in self.rows(table, where=where, order_by=order_by))
@@ -340,9 +343,13 @@ class SQLiteViewStore:
 
     def _open_reader(self) -> sqlite3.Connection:
         reader = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-        reader.execute("PRAGMA query_only=ON")
-        reader.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
-        reader.create_collation(_DECIMAL_COLLATION, _compare_decimals)
+        try:
+            reader.execute("PRAGMA query_only=ON")
+            reader.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+            reader.create_collation(_DECIMAL_COLLATION, _compare_decimals)
+        except BaseException:
+            reader.close()
+            raise
         return reader
 
     def _select(
@@ -360,6 +367,7 @@ class SQLiteViewStore:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             self._conn.close()
 
     # --- plumbing -----------------------------------------------------------------------------
