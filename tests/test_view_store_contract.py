@@ -408,6 +408,14 @@ def test_where_with_a_value_a_list_and_none(totals: ViewStore) -> None:
     assert buckets(totals.rows("totals", where={"total": [Decimal("9.00")]})) == ["a"]
 
 
+def test_where_takes_a_list_longer_than_sqlites_limit_of_parameters(totals: ViewStore) -> None:
+    """A list is one parameter, whatever its length (SQLite allows 32,766 placeholders by
+    default, Debian's build 250,000)."""
+    many = [f"x{i}" for i in range(260_000)]
+    assert buckets(totals.rows("totals", where={"bucket": [*many, "a", "d"]})) == ["a", "d"]
+    assert buckets(totals.iter_rows("totals", where={"total": [Decimal("10.00"), Decimal(-7)]})) == ["B", "d"]
+
+
 def test_where_refuses_a_value_of_the_wrong_type(totals: ViewStore) -> None:
     with pytest.raises(ViewStoreError, match="totals.total"):
         totals.rows("totals", where={"total": 9.0})
