@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
@@ -131,14 +132,45 @@ def deal_forecast(deal_stage_history: Iterable[Row], as_of: date) -> list[dict[s
 # -- retention ------------------------------------------------------------------------
 
 
+@dataclass
+class CustomerPurchases:
+    """One customer's purchases up to a date, as the retention and RFM reports read them."""
+
+    customer_key: str
+    first: tuple[datetime, str]  # the earliest (occurred_at, order_id)
+    currency: str  # the first purchase's
+    by_currency: dict[str, dict[date, Decimal]] = field(default_factory=dict)  # money per day
+
+    def days(self) -> set[date]:
+        return {day for amounts in self.by_currency.values() for day in amounts}
+
+
+def purchases_by_customer(purchases: Iterable[Row], as_of: date) -> dict[str, CustomerPurchases]:
+    """One pass in any order over purchase rows (they may be streamed), those up to ``as_of``."""
+    customers: dict[str, CustomerPurchases] = {}
+    for row in purchases:
+        if row["purchase_date"] > as_of:
+            continue
+        moment = (row["occurred_at"], row["order_id"])
+        c = customers.get(row["customer_id"])
+        if c is None:
+            c = customers[row["customer_id"]] = CustomerPurchases(row["customer_key"], moment, row["currency"])
+        elif moment < c.first:
+            c.first, c.currency = moment, row["currency"]
+        amounts = c.by_currency.setdefault(row["currency"], {})
+        amounts[row["purchase_date"]] = amounts.get(row["purchase_date"], Decimal(0)) + row["amount"]
+    return customers
+
+
 def retention_cohorts(purchases: Iterable[Row], as_of: date) -> list[dict[str, Any]]:
     """First-purchase month x months since: share of the cohort purchasing in that month."""
-    months: dict[str, set[str]] = defaultdict(set)
-    for row in purchases:
-        if row["purchase_date"] <= as_of:
-            months[row["customer_id"]].add(_month(row["purchase_date"]))
+    return cohorts_of(purchases_by_customer(purchases, as_of), as_of)
+
+
+def cohorts_of(customers: Mapping[str, CustomerPurchases], as_of: date) -> list[dict[str, Any]]:
     cohorts: dict[str, list[set[str]]] = defaultdict(list)
-    for active in months.values():
+    for c in customers.values():
+        active = {_month(day) for day in c.days()}
         cohorts[min(active)].append(active)
     last = _month(as_of)
     rows = []
@@ -199,37 +231,25 @@ def customer_rfm(purchases: Iterable[Row], as_of: date) -> list[dict[str, Any]]:
 
     Purchases on one UTC calendar day are one transaction. Money is summed per
     day in the customer's first-purchase currency (the first by occurrence, then
-    by order id). One pass in any order: the purchases may be streamed.
+    by order id); a day with purchases in other currencies only counts as a
+    transaction without money.
     """
-    per_customer: dict[str, dict[str, Any]] = {}
-    for row in purchases:
-        if row["purchase_date"] > as_of:
-            continue
-        c = per_customer.get(row["customer_id"])
-        if c is None:
-            c = per_customer[row["customer_id"]] = {
-                "customer_key": row["customer_key"], "first": None, "currency": None,
-                "by_currency": defaultdict(lambda: defaultdict(Decimal)),
-            }
-        moment = (row["occurred_at"], row["order_id"])
-        if c["first"] is None or moment < c["first"]:
-            c["first"], c["currency"] = moment, row["currency"]
-        c["by_currency"][row["currency"]][row["purchase_date"]] += row["amount"]
-    for c in per_customer.values():
-        # Every day with a purchase is a transaction; its money counts in the first currency only.
-        counted = c["by_currency"][c["currency"]]
-        c["days"] = {day: counted.get(day, Decimal(0)) for amounts in c["by_currency"].values() for day in amounts}
+    return rfm_of(purchases_by_customer(purchases, as_of), as_of)
+
+
+def rfm_of(customers: Mapping[str, CustomerPurchases], as_of: date) -> list[dict[str, Any]]:
     rows = []
-    for customer_id, c in per_customer.items():
-        days = sorted(c["days"])
+    for customer_id, c in customers.items():
+        counted = c.by_currency[c.currency]
+        days = sorted(c.days())
         first, last = days[0], days[-1]
-        repeat = [c["days"][d] for d in days[1:]]
+        repeat = [counted.get(d, Decimal(0)) for d in days[1:]]
         monetary = (sum(repeat, Decimal(0)) / len(repeat)).quantize(CENT, ROUND_HALF_EVEN) if repeat else Decimal("0.00")
         rows.append({
-            "customer_id": customer_id, "customer_key": c["customer_key"],
+            "customer_id": customer_id, "customer_key": c.customer_key,
             "first_purchase_date": first, "frequency": len(days) - 1,
             "recency_days": (last - first).days, "age_days": (as_of - first).days,
-            "days_since_last": (as_of - last).days, "monetary": monetary, "currency": c["currency"],
+            "days_since_last": (as_of - last).days, "monetary": monetary, "currency": c.currency,
             "as_of": as_of,
         })
     _score(rows, "r_score", lambda r: -r["days_since_last"])

@@ -280,17 +280,18 @@ def compute_summaries(store: ViewStore, model: StageModel, as_of: date) -> dict[
     """Every summary table as of ``as_of``. The entity tables are streamed (``iter_rows``), each
     report reading its own pass: memory follows the customers and deals, not the rows."""
     scan = store.iter_rows
+    customers = reports.purchases_by_customer(scan("customer_purchases"), as_of)  # one pass, two reports
     return {
         "pipeline_funnel": reports.lifecycle_funnel(model, scan("stage_history"), as_of)
         + reports.deal_funnel(scan("deal_stage_history"), as_of),
         "deal_forecast": reports.deal_forecast(scan("deal_stage_history"), as_of),
-        "retention_cohorts": reports.retention_cohorts(scan("customer_purchases"), as_of),
+        "retention_cohorts": reports.cohorts_of(customers, as_of),
         "advocacy_nps": reports.advocacy_nps(
             # It counts entries into advocate only: the second pass over the stages reads those.
             scan("customer_feedback"), scan("customer_referrals"),
             scan("stage_history", where={"stage": "advocate"}), as_of,
         ),
-        "customer_rfm": reports.customer_rfm(scan("customer_purchases"), as_of),
+        "customer_rfm": reports.rfm_of(customers, as_of),
     }
 
 

@@ -371,3 +371,38 @@ def test_rfm_streamed_in_any_order_matches_its_sorted_definition(purchases, as_o
         assert row["days_since_last"] == (as_of - ordered[-1]).days
         assert row["monetary"] == (
             (sum(repeat, Decimal(0)) / len(repeat)).quantize(Decimal("0.01")) if repeat else Decimal("0.00"))
+
+
+def _cohorts_by_definition(purchases: list[dict[str, Any]], as_of: date) -> list[tuple[str, int, int, int]]:
+    """Each customer's purchase months up to ``as_of``; a cohort is the month of the first."""
+    months: dict[str, set[str]] = {}
+    for row in purchases:
+        if row["purchase_date"] <= as_of:
+            months.setdefault(row["customer_id"], set()).add(row["purchase_date"].strftime("%Y-%m"))
+    rows = []
+    for cohort in sorted({min(m) for m in months.values()}):
+        members = [m for m in months.values() if min(m) == cohort]
+        last = as_of.year * 12 + as_of.month
+        first = int(cohort[:4]) * 12 + int(cohort[5:])
+        for k in range(last - first + 1):
+            total = first + k - 1
+            month = f"{total // 12:04d}-{total % 12 + 1:02d}"
+            rows.append((cohort, k, len(members), sum(1 for m in members if month in m)))
+    return rows
+
+
+_purchase_over_months = _purchase.map(lambda r: {
+    **r, "purchase_date": r["purchase_date"].replace(month=1 + r["purchase_date"].day % 3),
+    "occurred_at": r["occurred_at"].replace(month=1 + r["purchase_date"].day % 3)})
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(_purchase_over_months, max_size=25, unique_by=lambda r: (r["customer_id"], r["order_id"])),
+       st.integers(1, 28), st.randoms(use_true_random=False))
+def test_retention_cohorts_in_one_pass_in_any_order_match_their_definition(purchases, as_of_day, rng):
+    as_of = date(2025, 3, as_of_day)
+    shuffled = list(purchases)
+    rng.shuffle(shuffled)
+    rows = reports.retention_cohorts(iter(shuffled), as_of)
+    got = [(r["cohort_month"], r["months_since"], r["cohort_size"], r["active_customers"]) for r in rows]
+    assert got == _cohorts_by_definition(purchases, as_of)
