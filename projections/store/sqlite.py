@@ -321,12 +321,13 @@ class SQLiteViewStore:
         """Steps as in ``ViewStore.iter_rows``: a connection of its own, so that neither the lock
         nor the store's connection is held between pages; its read transaction is the snapshot
         (WAL: writers go on meanwhile)."""
+        if not isinstance(self.path, Path):
+            # ":memory:" is private to its connection: one read, as ``rows`` (which also refuses
+            # a closed store).
+            return (row for row in self.rows(table, where=where, order_by=order_by))
         definition, query, params = self._select(table, where, order_by)
         if self._closed:
             raise ViewStoreError(f"the SQLite view store {self.path} is closed")
-        if not isinstance(self.path, Path):
-            # ":memory:" is private to its connection: one read, as ``rows``.
-            return (row for row in self.rows(table, where=where, order_by=order_by))
         return self._stream(definition, query, params)
 
     def _stream(self, definition: Table, query: str, params: list[Any]) -> Generator[dict[str, Any], None, None]:
