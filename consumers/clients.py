@@ -7,11 +7,34 @@ transactional producer's aborted records must never be applied.
 
 from __future__ import annotations
 
+from functools import lru_cache
+from typing import Any
+
 from kafka import KafkaConsumer, KafkaProducer
+from kafka.partitioner.default import DefaultPartitioner, murmur2
 
 from lifecycle.config import Settings
 
 POLL_BATCHES = 4
+KEY_HASHES_CACHED = 65_536
+
+
+class KeyHashPartitioner(DefaultPartitioner):
+    """kafka-python's default partitioner (murmur2 of the key, as the Java client does), with the
+    hash of a key remembered: the relay keys every event by its customer, so keys repeat, and
+    kafka-python's murmur2 is pure Python (a tenth of the relay's CPU). Same partitions."""
+
+    def partition(self, topic: str, key: Any, serialized_key: bytes | None, value: Any,
+                  serialized_value: Any, cluster: Any) -> int:
+        partitions = cluster.partitions_for_topic(topic) if serialized_key is not None else None
+        if not partitions:  # no key, or an unknown topic: the default's choice and its error
+            return super().partition(topic, key, serialized_key, value, serialized_value, cluster)
+        return sorted(partitions)[_positive_murmur2(serialized_key) % len(partitions)]
+
+
+@lru_cache(maxsize=KEY_HASHES_CACHED)
+def _positive_murmur2(key: bytes) -> int:
+    return murmur2(key) & 0x7FFFFFFF
 
 
 def consumer(settings: Settings, group_id: str) -> KafkaConsumer:
@@ -39,6 +62,7 @@ def producer(settings: Settings, client_id: str) -> KafkaProducer:
         acks="all",
         enable_idempotence=True,
         linger_ms=20,
+        partitioner=KeyHashPartitioner(),
         batch_size=256 * 1024,  # bytes per partition batch: the relay sends pages of thousands
         retries=2_147_483_647,  # delivery is bounded by delivery_timeout_ms, not a retry count
     )

@@ -26,6 +26,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import Jsonb
 
+from projections import fastjson
 from projections.store.change import ViewChange
 from projections.store.errors import PositionConflict, UnknownTable, ViewStoreError
 from projections.store.tables import POSITIONS_TABLE, Column, Table, check_identifier
@@ -67,9 +68,10 @@ SCHEMA_COMMENTS = {
 
 
 def _encode(value: Any, column: Column) -> Any:
-    # psycopg adapts every other type itself; dicts/lists need telling which JSON type.
+    # psycopg adapts every other type itself; dicts/lists need telling which JSON type. Written
+    # with orjson where it gives what the standard library gives (psycopg's default is json.dumps).
     if column.type == "json" and value is not None:
-        return Jsonb(value)
+        return Jsonb(value, dumps=fastjson.dumps)
     return value
 
 
