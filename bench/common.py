@@ -44,7 +44,7 @@ class Sizes:
     store_points: tuple[int, ...]  # inbound events per subprocess: RSS, rebuild, embedded curve
     rss_base: int  # the 1x point of rss_growth (must be in store_points)
     rss_factor: int  # rss_growth compares rss_base * rss_factor with rss_base
-    rebuild_point: int  # inbound events whose stored events are rebuilt (~2.1 stored per inbound)
+    rebuild_point: int  # inbound events whose stored events are rebuilt (~1.1 stored per inbound)
     replay_events: int  # events of the replayed customer
     replay_background: int  # customers of other traffic in the replay store
     replay_repeats: int
@@ -57,7 +57,7 @@ FULL = Sizes(
     ingest=100_000, e2e=100_000, kafka_scale=40_000, kafka_processes=(1, 2, 4),
     # The sizes: ingest at 1M inbound events against 100k, and a rebuild of ~1M stored
     # events (500k inbound events store 1.05M).
-    store_points=(10_000, 100_000, 500_000, 1_000_000), rss_base=100_000, rss_factor=10, rebuild_point=500_000,
+    store_points=(10_000, 100_000, 500_000, 1_000_000), rss_base=100_000, rss_factor=10, rebuild_point=1_000_000,
     replay_events=1_000, replay_background=300, replay_repeats=15,
 )
 QUICK = Sizes(

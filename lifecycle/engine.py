@@ -1,8 +1,9 @@
 """The lifecycle engine: an eventsourcing Application that applies inbound batches.
 
-One batch is one database transaction: the receipts of its inbound events,
-every domain event they caused and (for a Kafka consumer) the inbound
-position are written together, or not at all.
+One batch is one database transaction: the inbound ledger's row for each of its
+inbound events, every domain event they caused, a receipt event for each refused or
+malformed one and (for a Kafka consumer) the inbound position are written together,
+or not at all.
 """
 
 from __future__ import annotations
@@ -25,14 +26,14 @@ from eventsourcing.persistence import (
     Transcoding,
 )
 
-from lifecycle import ids
+from lifecycle import ids, ledger
 from lifecycle.batch import BatchResult, ItemOutcome
 from lifecycle.commands import apply_inbound
 from lifecycle.customer import Customer
 from lifecycle.deal import Deal
 from lifecycle.errors import RuleViolation, StoreError
 from lifecycle.keys import KeyRing
-from lifecycle.lookup import existing_aggregates, stored_states_of_many
+from lifecycle.lookup import stored_states_of_many
 from lifecycle.personal import PERSONAL_FIELDS
 from lifecycle.receipt import ACCEPTED, DUPLICATE, MALFORMED, REFUSED, InboundReceipt, encode_raw
 from lifecycle.rules import DuplicateOrder, Fact
@@ -72,9 +73,9 @@ class LifecycleEngine(Application[UUID]):
         self._cache_size = cache_size
 
     def construct_recorder(self) -> Any:
-        # A process recorder stores a tracking position in the same transaction
-        # as the events; the plain application recorder cannot.
-        return self.factory.process_recorder()
+        # A process recorder stores a tracking position in the same transaction as the events
+        # (the plain application recorder cannot); ours stores the inbound ledger's rows too.
+        return ledger.process_recorder(self.factory)
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
@@ -116,10 +117,10 @@ class LifecycleEngine(Application[UUID]):
         self, parsed: Sequence[InboundEvent | Rejection], tracking: Tracking | None
     ) -> BatchResult:
         """1. skip a batch whose position is already stored
-        2. classify each item: malformed, duplicate (in batch or stored), or to apply
-        3. apply the rest through the aggregates, refusals become receipts
-        4. write receipts, domain events and position in one transaction, then destroy the
-           keys of customers whose erasure was requested
+        2. classify each item: malformed, duplicate (in the batch or the ledger), or to apply
+        3. apply the rest through the aggregates; refusals (and malformed items) get receipts
+        4. write ledger rows, domain events, receipts and position in one transaction, then
+           destroy the keys of customers whose erasure was requested
         5. remember the aggregates for the next batch
         """
         # 1. a redelivered batch (its position is stored) changes nothing
@@ -128,7 +129,7 @@ class LifecycleEngine(Application[UUID]):
         ):
             return BatchResult(tuple(_duplicate(p) for p in parsed))
         ws = _Workspace(self)
-        # 2a. one look-up for the whole batch: stored receipts, stored customers, their keys
+        # 2a. one look-up for the whole batch: the ledger, stored customers, their keys
         receipt_ids = [
             ids.malformed_receipt_id(p.raw) if isinstance(p, Rejection) else ids.receipt_id(p.source, p.id)
             for p in parsed
@@ -136,6 +137,7 @@ class LifecycleEngine(Application[UUID]):
         stored = self._prefetch(parsed, receipt_ids, ws)
         outcomes: list[ItemOutcome] = []
         receipts: list[InboundReceipt] = []
+        ledger_rows: list[tuple[UUID, str]] = []
         seen: set[UUID] = set()
         for item, rid in zip(parsed, receipt_ids, strict=True):
             # 2. classify
@@ -143,6 +145,7 @@ class LifecycleEngine(Application[UUID]):
                 outcomes.append(_malformed(item))
                 if rid not in seen and rid not in stored:
                     receipts.append(self._receipt(rid, item, MALFORMED, item.reason))
+                    ledger_rows.append((rid, MALFORMED))
                 seen.add(rid)
                 continue
             if rid in seen or rid in stored:
@@ -158,13 +161,15 @@ class LifecycleEngine(Application[UUID]):
                 outcome, reason = DUPLICATE, str(e)
             except RuleViolation as e:
                 outcome, reason = REFUSED, str(e)
-            receipts.append(self._receipt(rid, item, outcome, reason))
+            if outcome != ACCEPTED:  # an accepted event's facts carry its source and id
+                receipts.append(self._receipt(rid, item, outcome, reason))
+            ledger_rows.append((rid, outcome))
             outcomes.append(ItemOutcome(outcome, reason, item.source, item.id, item.type, item.subject))
         # 4. one transaction
         pending = [e for r in receipts for e in r.collect_events()]
         pending += [e for agg in ws.touched.values() for e in agg.collect_events()]
         if pending or tracking is not None:
-            self.events.put(pending, tracking=tracking)
+            self.events.put(pending, tracking=tracking, **{ledger.SEEN: ledger_rows})
         # Erasures requested in this batch: the Erased facts are committed, now the keys go.
         # (A crash right here leaves a key behind; `lifecycle customer forget` finishes the job,
         # and the views already drop the data of an erased customer.)
@@ -272,7 +277,7 @@ class LifecycleEngine(Application[UUID]):
     def _prefetch(
         self, parsed: Sequence[InboundEvent | Rejection], receipts: Sequence[UUID], ws: _Workspace
     ) -> set[UUID]:
-        """Which receipts of this batch are stored (returned), and its customers that the cache
+        """Which inbound events of this batch the ledger holds (returned), and its customers that the cache
         does not hold, read whole: one query each for the batch, instead of one read per
         customer once the customers outnumber the cache. Then the customers' keys in one more
         query (new customers get theirs made together)."""
@@ -280,7 +285,7 @@ class LifecycleEngine(Application[UUID]):
         # Not ``customers - self._cache.keys()``: that hashes every cached id (UUID's hash is
         # Python code): ten times the batch's customers once the cache is full.
         unknown = {c for c in customers if c not in self._cache}
-        stored = existing_aggregates(self.recorder, receipts)
+        stored = set(self.recorder.seen(receipts))
         for customer_id, rows in stored_states_of_many(self.recorder, unknown).items():
             ws.loaded[customer_id] = self._reconstruct(customer_id, rows)
         ws.absent = unknown - ws.loaded.keys()

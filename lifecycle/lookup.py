@@ -1,11 +1,5 @@
 """Reads of the event store that the library's recorders make too dear.
 
-``existing_aggregates``: which of many aggregates exist, in one query instead of one per
-aggregate. The library reads one aggregate at a time; ingest asks, for every event of a batch,
-whether its receipt exists (a duplicate) and whether its customer exists (a load or a creation).
-Asking per event was the largest cost of ingest on PostgreSQL (one round trip each), so the
-question is put once per batch, in the recorder's own database connection.
-
 ``stored_states_of`` (one aggregate) and ``stored_states_of_many`` (many, in one query): stored
 rows without building a ``StoredEvent`` per row. The library's ``select_events`` turns every
 row's id back into a UUID and builds a frozen dataclass around it; for a point-in-time answer
@@ -34,25 +28,6 @@ from lifecycle.errors import StoreError
 
 # Well under SQLite's default limit of host parameters (32766) and kind to PostgreSQL's planner.
 CHUNK = 2000
-
-
-def existing_aggregates(recorder: Any, aggregate_ids: Collection[UUID]) -> set[UUID]:
-    """The subset of ``aggregate_ids`` that has at least one stored event."""
-    wanted = list(dict.fromkeys(aggregate_ids))
-    found: set[UUID] = set()
-    for start in range(0, len(wanted), CHUNK):
-        chunk = wanted[start:start + CHUNK]
-        rows = _select(
-            recorder,
-            "SELECT DISTINCT originator_id FROM {table} WHERE originator_id = ANY(%s)",
-            "SELECT DISTINCT originator_id FROM {table} WHERE originator_id IN ({marks})",
-            (chunk,), [u.hex for u in chunk],
-        )
-        if rows is None:
-            found |= {u for u in chunk if recorder.select_events(u, limit=1)}
-        else:
-            found |= {_uuid(r[0]) for r in rows}
-    return found
 
 
 def stored_states_of(recorder: Any, aggregate_id: UUID) -> list[tuple[int, str, bytes]]:
@@ -121,7 +96,7 @@ def _select(
     events table; ``{marks}`` (SQLite) as many placeholders as ``sqlite_params``."""
     try:
         if isinstance(recorder, PostgresAggregateRecorder):
-            table = f"{_quoted(recorder.datastore.schema)}.{_quoted(recorder.events_table_name)}"
+            table = f"{quoted_identifier(recorder.datastore.schema)}.{quoted_identifier(recorder.events_table_name)}"
             with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
                 cursor.execute(postgres.format(table=table), postgres_params, prepare=True)
                 return [tuple(row.values()) for row in cursor.fetchall()]  # the library's rows are dicts
@@ -142,7 +117,7 @@ def _id_as_text(value: Any) -> str:
     return str(value if isinstance(value, UUID) else UUID(value))
 
 
-def _quoted(identifier: str) -> str:
+def quoted_identifier(identifier: str) -> str:
     """A PostgreSQL identifier, quoted (the library's own names, from its settings)."""
     return '"' + identifier.replace('"', '""') + '"'
 

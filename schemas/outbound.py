@@ -21,7 +21,10 @@ class OutboundEvent(BaseModel):
     schema_version: Literal[1] = Field(1, description="Version of this contract")
     notification_id: int = Field(ge=1, description="Position in the event store's log (commit order)")
     aggregate_type: Literal["Customer", "Deal", "InboundReceipt"] = Field(
-        description="Customer, Deal, or InboundReceipt (one per inbound event: accepted, refused, malformed)"
+        description=(
+            "Customer, Deal, or InboundReceipt (one per refused or malformed inbound event; an "
+            "accepted one is known by the source and inbound_id of the facts it caused)"
+        )
     )
     aggregate_id: str = Field(min_length=1, max_length=64, description="Engine id of the aggregate")
     version: int = Field(ge=1, description="Version of the aggregate this event produced")

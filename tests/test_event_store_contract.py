@@ -7,7 +7,8 @@ from eventsourcing.persistence import Tracking
 
 from lifecycle.ids import customer_id
 from tests.backends import runtime_factory
-from tests.events import interaction, purchase
+from schemas import parse
+from tests.events import interaction, purchase, request
 
 BACKENDS = [
     pytest.param("memory"),
@@ -102,20 +103,76 @@ def test_a_concurrent_writer_conflict_is_retried_and_nothing_is_lost(open_runtim
 
 
 @pytest.mark.parametrize("open_runtime", BACKENDS, indirect=True)
-def test_which_aggregates_exist_is_answered_for_many_at_once(open_runtime, monkeypatch):
-    import uuid
-
-    from lifecycle import lookup
-    from lifecycle.ids import receipt_id
+def test_the_ledger_holds_every_inbound_event_once_and_receipts_only_what_was_not_accepted(open_runtime):
+    from lifecycle.ids import malformed_receipt_id, receipt_id
+    from lifecycle.receipt import ACCEPTED, MALFORMED, REFUSED
 
     rt = open_runtime()
-    rt.ingest_lines(LINES)
-    monkeypatch.setattr(lookup, "CHUNK", 3)  # several chunks, so the chunking is exercised too
-    stored = [customer_id("shop:1"), customer_id("shop:2"), receipt_id("test/suite", "e-3")]
-    unknown = [customer_id("shop:404"), uuid.uuid4(), receipt_id("test/suite", "e-404")]
-    asked = [*unknown[:2], *stored, stored[0], unknown[2]]
-    assert lookup.existing_aggregates(rt.engine.recorder, asked) == set(stored)
-    assert lookup.existing_aggregates(rt.engine.recorder, []) == set()
+    refused = request("shop:1", "2026-01-03T10:00:00Z", "advocate", id="e-5")
+    malformed = b'{"not": "an event"'
+    rt.ingest_lines([*LINES, refused, malformed, LINES[0]])
+    expected = {receipt_id("test/suite", f"e-{n}"): ACCEPTED for n in range(1, 5)}
+    expected |= {receipt_id("test/suite", "e-5"): REFUSED, malformed_receipt_id(malformed): MALFORMED}
+    recorder = rt.engine.recorder
+    assert recorder.ledger() == expected
+    assert recorder.seen([*expected, customer_id("shop:1")]) == expected
+    assert recorder.seen([]) == {}
+    # The reasons and bytes of what was not accepted are receipt events; accepted events have none
+    # (their facts carry source and id).
+    with_events = {rid for rid in expected if recorder.select_events(rid, limit=1)}
+    assert with_events == {receipt_id("test/suite", "e-5"), malformed_receipt_id(malformed)}
+
+
+@pytest.mark.parametrize("open_runtime", BACKENDS, indirect=True)
+def test_a_second_row_for_an_inbound_event_fails_the_whole_transaction(open_runtime):
+    from eventsourcing.persistence import IntegrityError
+
+    from lifecycle import ledger
+    from lifecycle.ids import receipt_id
+
+    engine = open_runtime().engine
+    engine.ingest(LINES[:1])
+    before = engine.recorder.max_notification_id()
+    customer = engine.customer("shop:1")
+    customer.record(engine.model, customer_fact("2026-01-04T10:00:00Z"))
+    # What a writer that raced another one on e-1 would write: the ledger's key refuses it, and
+    # the events of its transaction are not stored either (the engine then retries the batch).
+    with pytest.raises(IntegrityError):
+        engine.events.put(customer.collect_events(), **{ledger.SEEN: [(receipt_id("test/suite", "e-1"), "accepted")]})
+    assert engine.recorder.max_notification_id() == before
+
+
+@pytest.mark.parametrize("open_runtime", DURABLE, indirect=True)
+def test_a_store_written_before_the_ledger_adopts_its_receipt_events(open_runtime):
+    """Before the ledger, every inbound event had a receipt event: the first start copies them."""
+    from lifecycle.ids import receipt_id
+
+    first = open_runtime()
+    first.ingest_lines([LINES[0], request("shop:1", "2026-01-03T10:00:00Z", "advocate", id="e-5")])
+    engine = first.engine
+    old_style = engine._receipt(receipt_id("test/suite", "e-2"), parse(LINES[1]), "accepted", None)
+    engine.events.put(old_style.collect_events())  # a receipt event without a ledger row
+    _drop_ledger(engine.recorder)
+    second = open_runtime()
+    # Adopted: the receipt events (e-1 was written with a ledger row only, which was dropped).
+    assert second.engine.recorder.ledger() == {
+        receipt_id("test/suite", "e-5"): "refused", receipt_id("test/suite", "e-2"): "accepted"}
+    assert second.engine.ingest([LINES[1]]).duplicates == 1
+    assert open_runtime().engine.recorder.ledger() == second.engine.recorder.ledger()  # adopted once
+
+
+def _drop_ledger(recorder) -> None:
+    table = getattr(recorder, "ledger_table", None) or recorder.ledger_table_name  # PostgreSQL: qualified
+    with recorder.datastore.transaction(commit=True) as cursor:
+        cursor.execute(f"DROP TABLE {table}")
+
+
+def customer_fact(time: str):
+    from datetime import datetime
+
+    from lifecycle.rules import Fact
+
+    return Fact("interaction", datetime.fromisoformat(time), "test/suite", "e-raced", {})
 
 
 @pytest.mark.parametrize("open_runtime", BACKENDS, indirect=True)

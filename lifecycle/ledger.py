@@ -1,0 +1,196 @@
+"""The inbound ledger: one row per inbound event ever received, written with what it caused.
+
+A row holds the inbound event's receipt id (from ``source`` + ``id``, or from the bytes of a
+malformed event) and its outcome. It is inserted in the same transaction as the batch's events,
+by the event store's recorder, the way the library stores a tracking position. Its primary key
+is what makes deduplication exact: a second delivery finds the row, and two writers racing on
+the same inbound event collide on it (the batch is then retried from a fresh read).
+
+Why a row and not an event: an accepted inbound event's facts already carry its ``source`` and
+``id``, so a receipt event per accepted event doubled the log (and the work of every reader of
+it: relay, projections, seals) to hold one id. Refused and malformed events still get an
+``InboundReceipt`` event beside their row, for the reason and the original bytes.
+
+A store written before the ledger existed has a receipt event per inbound event instead: the
+first start copies their ids into the ledger (``_ADOPT_*``), in the transaction that creates it.
+
+One recorder per backend (memory, SQLite, PostgreSQL), each the library's process recorder plus
+the ledger; ``process_recorder`` picks the one for the application's factory.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Sequence
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import InfrastructureFactory, IntegrityError, PersistenceError, ProcessRecorder
+from eventsourcing.popo import POPOFactory, POPOProcessRecorder
+from eventsourcing.postgres import PostgresFactory, PostgresProcessRecorder
+from eventsourcing.sqlite import SQLiteFactory, SQLiteProcessRecorder
+from eventsourcing.utils import get_topic
+
+from lifecycle.errors import StoreError
+from lifecycle.lookup import quoted_identifier
+from lifecycle.receipt import InboundReceipt
+
+#: What ``put`` takes beside the events: ``seen=[(receipt id, outcome), ...]``.
+SEEN = "seen"
+CHUNK = 2000  # ids per look-up query
+RECEIPT_TOPIC = get_topic(InboundReceipt.Received)
+
+# A receipt event is version 1 of its aggregate; its JSON holds the outcome at the top level.
+_ADOPT_SQLITE = (
+    "INSERT OR IGNORE INTO {ledger} (receipt_id, outcome) "
+    "SELECT originator_id, json_extract(CAST(state AS TEXT), '$.outcome') FROM {events} "
+    "WHERE topic = ? AND originator_version = 1"
+)
+_ADOPT_POSTGRES = (
+    "INSERT INTO {ledger} (receipt_id, outcome) "
+    "SELECT originator_id, convert_from(state, 'UTF8')::jsonb ->> 'outcome' FROM {events} "
+    "WHERE topic = %s AND originator_version = 1 ON CONFLICT DO NOTHING"
+)
+
+
+def process_recorder(factory: InfrastructureFactory[Any]) -> ProcessRecorder:
+    """The library's process recorder for this factory's backend, with the ledger."""
+    if isinstance(factory, POPOFactory):
+        return MemoryLedgerRecorder()
+    if isinstance(factory, SQLiteFactory):
+        chosen: type = SQLiteLedgerRecorder
+    elif isinstance(factory, PostgresFactory):
+        chosen = PostgresLedgerRecorder
+    else:
+        raise StoreError(f"no inbound ledger for the event store {type(factory).__name__}")
+    # The library's own way to choose a recorder class (it then creates the tables).
+    factory.env[factory.PROCESS_RECORDER_TOPIC] = get_topic(chosen)
+    return factory.process_recorder()
+
+
+def _rows(seen: Sequence[tuple[UUID, str]]) -> list[tuple[UUID, str]]:
+    # Sorted: two writers inserting overlapping ids wait on each other in the same order
+    # (no deadlock), and the later one fails on the primary key.
+    return sorted(seen, key=lambda row: row[0].bytes)
+
+
+class MemoryLedgerRecorder(POPOProcessRecorder):
+    def __init__(self) -> None:
+        super().__init__()
+        self._ledger: dict[UUID, str] = {}
+
+    def _assert_uniqueness(self, stored_events: Sequence[Any], **kwargs: Any) -> None:
+        super()._assert_uniqueness(stored_events, **kwargs)
+        ids = [rid for rid, _ in kwargs.get(SEEN) or ()]
+        if len(set(ids)) < len(ids) or any(rid in self._ledger for rid in ids):
+            raise IntegrityError(f"inbound event already recorded: {ids}")
+
+    def _update_table(self, stored_events: Sequence[Any], **kwargs: Any) -> Sequence[int] | None:
+        notification_ids = super()._update_table(stored_events, **kwargs)
+        self._ledger.update(kwargs.get(SEEN) or ())
+        return notification_ids
+
+    def seen(self, receipt_ids: Collection[UUID]) -> dict[UUID, str]:
+        with self._database_lock:
+            return {rid: self._ledger[rid] for rid in receipt_ids if rid in self._ledger}
+
+    def ledger(self) -> dict[UUID, str]:
+        with self._database_lock:
+            return dict(self._ledger)
+
+
+class SQLiteLedgerRecorder(SQLiteProcessRecorder):
+    def __init__(self, datastore: Any, *, events_table_name: str = "stored_events") -> None:
+        self.ledger_table_name = "inbound_ledger"
+        super().__init__(datastore, events_table_name=events_table_name)
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [*super().construct_create_table_statements(),
+                f"CREATE TABLE IF NOT EXISTS {self.ledger_table_name} "
+                "(receipt_id TEXT PRIMARY KEY, outcome TEXT NOT NULL) WITHOUT ROWID"]
+
+    def _create_table(self, c: Any) -> None:
+        c.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (self.ledger_table_name,))
+        new = c.fetchone() is None
+        super()._create_table(c)
+        if new:  # same transaction as the CREATE: adopted once, or not at all
+            c.execute(_ADOPT_SQLITE.format(ledger=self.ledger_table_name, events=self.events_table_name),
+                      (RECEIPT_TOPIC,))
+
+    def _insert_events(self, c: Any, stored_events: Sequence[Any], **kwargs: Any) -> Sequence[int] | None:
+        returning = super()._insert_events(c, stored_events, **kwargs)
+        if seen := kwargs.get(SEEN):
+            c.executemany(f"INSERT INTO {self.ledger_table_name} (receipt_id, outcome) VALUES (?, ?)",
+                          [(rid.hex, outcome) for rid, outcome in _rows(seen)])
+        return returning
+
+    def seen(self, receipt_ids: Collection[UUID]) -> dict[UUID, str]:
+        # One JSON parameter, not a placeholder per id: one prepared statement for every length.
+        wanted = json.dumps([rid.hex for rid in set(receipt_ids)])
+        return {UUID(rid): outcome for rid, outcome in self._read(
+            f"SELECT receipt_id, outcome FROM {self.ledger_table_name} "
+            "WHERE receipt_id IN (SELECT value FROM json_each(?))", (wanted,))}
+
+    def ledger(self) -> dict[UUID, str]:
+        return {UUID(rid): outcome for rid, outcome in
+                self._read(f"SELECT receipt_id, outcome FROM {self.ledger_table_name}", ())}
+
+    def _read(self, statement: str, params: Sequence[Any]) -> list[Any]:
+        try:
+            with self.datastore.transaction(commit=False) as c:
+                c.execute(statement, params)
+                return c.fetchall()
+        except PersistenceError as e:  # the library's datastore translated the driver's error
+            raise StoreError(f"event store failed: {e}") from e
+
+
+class PostgresLedgerRecorder(PostgresProcessRecorder):
+    def __init__(self, datastore: Any, *, events_table_name: str = "stored_events",
+                 tracking_table_name: str = "notification_tracking") -> None:
+        super().__init__(datastore, events_table_name=events_table_name,
+                         tracking_table_name=tracking_table_name)
+        name = events_table_name.removesuffix("_events") + "_inbound_ledger"
+        self.check_identifier_length(name)
+        self.ledger_table = f"{quoted_identifier(datastore.schema)}.{quoted_identifier(name)}"
+        self.events_table = f"{quoted_identifier(datastore.schema)}.{quoted_identifier(events_table_name)}"
+        self.ledger_table_name = name
+
+    def create_table(self) -> None:
+        super().create_table()
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute("SELECT to_regclass(%s) IS NULL AS new", (self.ledger_table,))
+            new = curs.fetchone()["new"]
+            curs.execute(f"CREATE TABLE IF NOT EXISTS {self.ledger_table} "
+                         "(receipt_id uuid PRIMARY KEY, outcome text NOT NULL)")
+            if new:  # same transaction as the CREATE: adopted once, or not at all
+                curs.execute(_ADOPT_POSTGRES.format(ledger=self.ledger_table, events=self.events_table),
+                             (RECEIPT_TOPIC,))
+
+    def _insert_events(self, curs: Any, stored_events: Sequence[Any], **kwargs: Any) -> None:
+        if seen := kwargs.get(SEEN):
+            rows = _rows(seen)
+            curs.execute(f"INSERT INTO {self.ledger_table} (receipt_id, outcome) "
+                         "SELECT * FROM unnest(%s::uuid[], %s::text[])",
+                         ([rid for rid, _ in rows], [outcome for _, outcome in rows]), prepare=True)
+        super()._insert_events(curs, stored_events, **kwargs)
+
+    def seen(self, receipt_ids: Collection[UUID]) -> dict[UUID, str]:
+        wanted = list(dict.fromkeys(receipt_ids))
+        found: dict[UUID, str] = {}
+        for start in range(0, len(wanted), CHUNK):
+            for row in self._read(f"SELECT receipt_id, outcome FROM {self.ledger_table} "
+                                  "WHERE receipt_id = ANY(%s)", (wanted[start:start + CHUNK],)):
+                found[row["receipt_id"]] = row["outcome"]
+        return found
+
+    def ledger(self) -> dict[UUID, str]:
+        return {row["receipt_id"]: row["outcome"]
+                for row in self._read(f"SELECT receipt_id, outcome FROM {self.ledger_table}", ())}
+
+    def _read(self, statement: str, params: Sequence[Any]) -> list[Any]:
+        try:
+            with self.datastore.get_connection() as conn, conn.cursor() as curs:
+                curs.execute(statement, params, prepare=True)
+                return curs.fetchall()
+        except PersistenceError as e:  # the library's datastore translated the driver's error
+            raise StoreError(f"event store failed: {e}") from e
