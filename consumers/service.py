@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 import structlog
@@ -22,6 +22,8 @@ from projections.store.errors import ViewStoreError
 # What a database restart, failover or killed connection looks like from the services. They wait
 # it out and resume from the positions stored in the database, which never went ahead of the writes.
 DATABASE_ERRORS: tuple[type[Exception], ...] = (StoreError, ViewStoreError, PersistenceError, psycopg.Error)
+STARTUP_ATTEMPTS = 6  # waits 0.5 + 1 + 2 + 4 + 8 s between them
+T = TypeVar("T")
 
 
 def configure_logging(fmt: str | None = None) -> structlog.stdlib.BoundLogger:
@@ -98,6 +100,21 @@ class Backoff:
         if self.failures:
             self.log.info("database_recovered", after_failures=self.failures)
         self.delay, self.failures = self.first, 0
+
+
+def open_when_available(stop: StopSignal, log: Any, open_: Callable[[], T], attempts: int = STARTUP_ATTEMPTS) -> T:
+    """``open_()``, waiting out a database that drops connections while the service starts (a
+    failover, a restart): up to ``attempts`` tries with backoff, then the last error is raised
+    (a wrong address or database name still ends the service, with its message)."""
+    backoff = Backoff(stop, log)
+    for attempt in range(1, attempts + 1):
+        try:
+            return open_()
+        except DATABASE_ERRORS as e:
+            if attempt == attempts or stop.requested:
+                raise
+            backoff.failed(e)
+    raise AssertionError("unreachable")
 
 
 def run_until_stopped(

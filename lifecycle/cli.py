@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import sys
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -57,9 +57,9 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
 
 
 @contextmanager
-def runtime() -> Iterator[Runtime]:
+def runtime(open_: Callable[[], Runtime] = Runtime.open) -> Iterator[Runtime]:
     try:
-        rt = Runtime.open()
+        rt = open_()
     except (LifecycleError, ViewStoreError) as e:
         fail(str(e))
     try:
@@ -364,7 +364,7 @@ def run_service(
     health_file: Annotated[Path | None, typer.Option(help="Touched after every healthy loop")] = None,
 ) -> None:
     """Run one of the Kafka services until SIGTERM or SIGINT."""
-    from consumers.service import HealthFile, StopSignal, configure_logging
+    from consumers.service import HealthFile, StopSignal, configure_logging, open_when_available
 
     services = {"ingest": "consumers.ingest:IngestService", "relay": "consumers.relay:RelayService",
                 "project": "consumers.project:ProjectService"}
@@ -372,7 +372,7 @@ def run_service(
         fail(f"unknown service {service!r}: choose ingest, relay or project")
     log = configure_logging()
     stop = StopSignal().install()
-    with runtime() as rt:
+    with runtime(lambda: open_when_available(stop, log, Runtime.open)) as rt:
         if rt.settings.kafka_bootstrap is None:
             fail("LIFECYCLE_KAFKA_BOOTSTRAP is not set: the services need a Kafka broker (host:port)")
         from consumers.errors import ConsumersError

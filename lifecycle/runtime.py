@@ -5,6 +5,7 @@ from the settings. The only module that knows which adapters go together.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -44,11 +45,19 @@ class Runtime:
         except (PersistenceError, ViewStoreError) as e:
             raise StoreError(f"cannot open the event store ({settings.describe_store()}): {e}") from e
         # The key ring opens after the event store, so an unreachable database is reported as such.
-        keyring = engine.keyring = KeyRing(open_key_store(settings.database_url, settings.data_dir))
-        views = open_view_store(settings.database_url, settings.data_dir)
-        runner = ProjectionRunner(EngineLogSource(engine), views, model, reveal=keyring.reveal,
-                                  refresh_keys=keyring.refresh, cache_size=settings.cache_customers)
-        return cls(settings, engine, views, runner, Sealer(engine.recorder, views))
+        # What opened before a failure is closed: a service retries opening while a database
+        # restarts, and must not keep a pool per attempt.
+        with ExitStack() as on_failure:
+            on_failure.callback(engine.close)
+            keyring = engine.keyring = KeyRing(open_key_store(settings.database_url, settings.data_dir))
+            on_failure.callback(keyring.store.close)
+            views = open_view_store(settings.database_url, settings.data_dir)
+            on_failure.callback(views.close)
+            runner = ProjectionRunner(EngineLogSource(engine), views, model, reveal=keyring.reveal,
+                                      refresh_keys=keyring.refresh, cache_size=settings.cache_customers)
+            opened = cls(settings, engine, views, runner, Sealer(engine.recorder, views))
+            on_failure.pop_all()  # opened: nothing to close
+        return opened
 
     @property
     def embedded(self) -> bool:

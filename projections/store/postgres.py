@@ -18,7 +18,7 @@ import datetime as dt
 import re
 import threading
 from collections.abc import Generator, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import psycopg
@@ -498,7 +498,9 @@ def exclusive_setup(database_url: str | None) -> Iterator[None]:
         try:
             yield
         finally:
-            if not conn.broken:
+            # A connection lost meanwhile took its session's lock with it; an error here would
+            # hide the one that ended the block.
+            with suppress(psycopg.Error):
                 conn.execute("SELECT pg_advisory_unlock(%s)", (_SETUP_LOCK_KEY,))
 
 

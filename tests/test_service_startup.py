@@ -1,0 +1,57 @@
+"""consumers.service.open_when_available: a service waits out a database that drops connections
+while it starts, and still ends with the error when the database does not come back."""
+
+from __future__ import annotations
+
+import pytest
+
+from consumers.service import StopSignal, open_when_available
+from lifecycle.errors import ConfigError, StoreError
+
+
+class Log:
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+
+    def warning(self, event: str, **_: object) -> None:
+        self.warnings.append(event)
+
+    def info(self, event: str, **_: object) -> None:
+        pass
+
+
+class Opener:
+    def __init__(self, failures: list[Exception]) -> None:
+        self.failures = failures
+        self.calls = 0
+
+    def __call__(self) -> str:
+        self.calls += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        return "runtime"
+
+
+class NoWait(StopSignal):
+    def wait(self, seconds: float) -> bool:
+        return False
+
+
+def test_a_database_lost_while_starting_is_waited_out() -> None:
+    log, opener = Log(), Opener([StoreError("terminating connection"), StoreError("connection refused")])
+    assert open_when_available(NoWait(), log, opener) == "runtime"
+    assert opener.calls == 3 and log.warnings == ["database_unavailable"] * 2
+
+
+def test_a_database_that_does_not_come_back_ends_the_service_with_its_error() -> None:
+    opener = Opener([StoreError(f"refused {n}") for n in range(10)])
+    with pytest.raises(StoreError, match="refused 3"):
+        open_when_available(NoWait(), Log(), opener, attempts=4)
+    assert opener.calls == 4
+
+
+def test_a_configuration_error_is_not_retried() -> None:
+    opener = Opener([ConfigError("LIFECYCLE_DATABASE_URL needs a database name")])
+    with pytest.raises(ConfigError):
+        open_when_available(NoWait(), Log(), opener)
+    assert opener.calls == 1
