@@ -155,6 +155,15 @@ class PostgresLedgerRecorder(PostgresProcessRecorder):
         self.events_table = f"{quoted_identifier(datastore.schema)}.{quoted_identifier(events_table_name)}"
         self.ledger_table_name = name
 
+        # The library's insert sends the batch as an array of a composite type, which psycopg
+        # writes as text in Python, escaping every state's bytes (a quarter of ingest's CPU);
+        # four arrays of plain types go in binary, through psycopg's C dumpers.
+        self.insert_columns_statement = (
+            f"INSERT INTO {self.events_table} (originator_id, originator_version, topic, state) "
+            f"SELECT * FROM unnest(%s::{datastore.originator_id_type}[], %s::bigint[], %s::text[], "
+            "%s::bytea[]) RETURNING notification_id"
+        )
+
     def create_table(self) -> None:
         super().create_table()
         with self.datastore.transaction(commit=True) as curs:
@@ -173,6 +182,16 @@ class PostgresLedgerRecorder(PostgresProcessRecorder):
                          "SELECT * FROM unnest(%s::uuid[], %s::text[])",
                          ([rid for rid, _ in rows], [outcome for _, outcome in rows]), prepare=True)
         super()._insert_events(curs, stored_events, **kwargs)
+
+    def _insert_stored_events(self, curs: Any, stored_events: Sequence[Any], **kwargs: Any) -> None:
+        """The library's steps (lock the table so ids follow commit order, notify listeners,
+        insert returning the notification ids, which it then fetches), with the binary insert."""
+        self._lock_table(curs)
+        self._notify_channel(curs)
+        curs.execute(self.insert_columns_statement, (
+            [e.originator_id for e in stored_events], [e.originator_version for e in stored_events],
+            [e.topic for e in stored_events], [e.state for e in stored_events],
+        ), prepare=True, binary=True)
 
     def seen(self, receipt_ids: Collection[UUID]) -> dict[UUID, str]:
         wanted = list(dict.fromkeys(receipt_ids))

@@ -205,3 +205,22 @@ def test_the_log_is_read_as_the_library_reads_it(open_runtime):
     assert [(*r[:4], bytes(r[4])) for r in notifications_after(recorder, 0, 1000)] == expected
     assert [r[0] for r in notifications_after(recorder, expected[2][0], 3)] == [e[0] for e in expected[3:6]]
     assert notifications_after(recorder, expected[-1][0], 10) == []
+
+
+@pytest.mark.parametrize("open_runtime", BACKENDS, indirect=True)
+def test_a_batch_is_numbered_in_the_order_it_was_given(open_runtime):
+    """The log's order is the order of the batch (PostgreSQL's insert is ours, in binary)."""
+    engine = open_runtime().engine
+    engine.ingest([interaction(f"shop:{n}", "2026-01-01T10:00:00Z", id=f"n-{n}") for n in range(1, 6)])
+    customers = [engine.customer(f"shop:{n}") for n in range(1, 6)]
+    before = engine.recorder.max_notification_id()
+    pending = []
+    for turn in range(3):  # interleaved aggregates, each in version order
+        for customer in reversed(customers):
+            customer.record(engine.model, customer_fact(f"2026-01-0{turn + 2}T10:00:00Z"))
+            pending.extend(customer.collect_events())
+    recordings = engine.events.put(pending)
+    logged = engine.recorder.select_notifications(start=before + 1, limit=100)
+    assert [(n.originator_id, n.originator_version) for n in logged] == \
+        [(e.originator_id, e.originator_version) for e in pending]
+    assert [r.notification.id for r in recordings] == [n.id for n in logged]
