@@ -169,7 +169,7 @@ class LifecycleEngine(Application[UUID]):
         pending = [e for r in receipts for e in r.collect_events()]
         pending += [e for agg in ws.touched.values() for e in agg.collect_events()]
         if pending or tracking is not None:
-            self.events.put(pending, tracking=tracking, **{ledger.SEEN: ledger_rows})
+            self.events.put(pending, tracking=tracking, **{ledger.ROWS: ledger_rows})
         # Erasures requested in this batch: the Erased facts are committed, now the keys go.
         # (A crash right here leaves a key behind; `lifecycle customer forget` finishes the job,
         # and the views already drop the data of an erased customer.)

@@ -35,8 +35,8 @@ from lifecycle.errors import StoreError
 from lifecycle.lookup import quoted_identifier
 from lifecycle.receipt import InboundReceipt
 
-#: What ``put`` takes beside the events: ``seen=[(receipt id, outcome), ...]``.
-SEEN = "seen"
+#: What ``put`` takes beside the events: ``ledger_rows=[(receipt id, outcome), ...]``.
+ROWS = "ledger_rows"
 CHUNK = 2000  # ids per look-up query
 RECEIPT_TOPIC = get_topic(InboundReceipt.Received)
 
@@ -68,10 +68,10 @@ def process_recorder(factory: InfrastructureFactory[Any]) -> ProcessRecorder:
     return factory.process_recorder()
 
 
-def _rows(seen: Sequence[tuple[UUID, str]]) -> list[tuple[UUID, str]]:
-    # Sorted: two writers inserting overlapping ids wait on each other in the same order
-    # (no deadlock), and the later one fails on the primary key.
-    return sorted(seen, key=lambda row: row[0].bytes)
+def _in_id_order(rows: Sequence[tuple[UUID, str]]) -> list[tuple[UUID, str]]:
+    # Two writers inserting overlapping ids wait on each other in the same order (no deadlock),
+    # and the later one fails on the primary key.
+    return sorted(rows, key=lambda row: row[0].bytes)
 
 
 class MemoryLedgerRecorder(POPOProcessRecorder):
@@ -81,13 +81,13 @@ class MemoryLedgerRecorder(POPOProcessRecorder):
 
     def _assert_uniqueness(self, stored_events: Sequence[Any], **kwargs: Any) -> None:
         super()._assert_uniqueness(stored_events, **kwargs)
-        ids = [rid for rid, _ in kwargs.get(SEEN) or ()]
+        ids = [rid for rid, _ in kwargs.get(ROWS) or ()]
         if len(set(ids)) < len(ids) or any(rid in self._ledger for rid in ids):
             raise IntegrityError(f"inbound event already recorded: {ids}")
 
     def _update_table(self, stored_events: Sequence[Any], **kwargs: Any) -> Sequence[int] | None:
         notification_ids = super()._update_table(stored_events, **kwargs)
-        self._ledger.update(kwargs.get(SEEN) or ())
+        self._ledger.update(kwargs.get(ROWS) or ())
         return notification_ids
 
     def seen(self, receipt_ids: Collection[UUID]) -> dict[UUID, str]:
@@ -119,9 +119,9 @@ class SQLiteLedgerRecorder(SQLiteProcessRecorder):
 
     def _insert_events(self, c: Any, stored_events: Sequence[Any], **kwargs: Any) -> Sequence[int] | None:
         returning = super()._insert_events(c, stored_events, **kwargs)
-        if seen := kwargs.get(SEEN):
+        if rows := kwargs.get(ROWS):
             c.executemany(f"INSERT INTO {self.ledger_table_name} (receipt_id, outcome) VALUES (?, ?)",
-                          [(rid.hex, outcome) for rid, outcome in _rows(seen)])
+                          [(rid.hex, outcome) for rid, outcome in _in_id_order(rows)])
         return returning
 
     def seen(self, receipt_ids: Collection[UUID]) -> dict[UUID, str]:
@@ -176,8 +176,8 @@ class PostgresLedgerRecorder(PostgresProcessRecorder):
                              (RECEIPT_TOPIC,))
 
     def _insert_events(self, curs: Any, stored_events: Sequence[Any], **kwargs: Any) -> None:
-        if seen := kwargs.get(SEEN):
-            rows = _rows(seen)
+        if rows := kwargs.get(ROWS):
+            rows = _in_id_order(rows)
             curs.execute(f"INSERT INTO {self.ledger_table} (receipt_id, outcome) "
                          "SELECT * FROM unnest(%s::uuid[], %s::text[])",
                          ([rid for rid, _ in rows], [outcome for _, outcome in rows]), prepare=True)

@@ -138,7 +138,7 @@ def test_a_second_row_for_an_inbound_event_fails_the_whole_transaction(open_runt
     # What a writer that raced another one on e-1 would write: the ledger's key refuses it, and
     # the events of its transaction are not stored either (the engine then retries the batch).
     with pytest.raises(IntegrityError):
-        engine.events.put(customer.collect_events(), **{ledger.SEEN: [(receipt_id("test/suite", "e-1"), "accepted")]})
+        engine.events.put(customer.collect_events(), **{ledger.ROWS: [(receipt_id("test/suite", "e-1"), "accepted")]})
     assert engine.recorder.max_notification_id() == before
 
 
