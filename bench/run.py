@@ -114,8 +114,8 @@ def notes(ctx: Context, ran: list[str]) -> list[str]:
     if "ingest_sqlite" in ran or "ingest_postgres" in ran:
         out.append(f"ingest_*: {s.ingest} inbound events, batches of {s.batch}; headline = per inbound event "
                    "(raw library saves as many events as we received); *_per_stored_event = our stored "
-                   "events (receipts + domain events) against the raw library saving as many events in "
-                   "as many transactions.")
+                   "events (domain events, and receipts of refused or malformed events) against the raw "
+                   "library saving as many events in as many transactions.")
     if "e2e_kafka" in ran:
         out.append(f"e2e_kafka: {s.e2e} events, {s.kafka_partitions} partitions, 1 ingest + relay + project "
                    "process, on the same 2-core machine as the broker and PostgreSQL.")
