@@ -168,7 +168,7 @@ class LifecycleEngine(Application[UUID]):
         # 4. one transaction
         pending = [e for r in receipts for e in r.collect_events()]
         pending += [e for agg in ws.touched.values() for e in agg.collect_events()]
-        if pending or tracking is not None:
+        if pending or ledger_rows or tracking is not None:
             self.events.put(pending, tracking=tracking, **{ledger.ROWS: ledger_rows})
         # Erasures requested in this batch: the Erased facts are committed, now the keys go.
         # (A crash right here leaves a key behind; `lifecycle customer forget` finishes the job,
@@ -277,10 +277,10 @@ class LifecycleEngine(Application[UUID]):
     def _prefetch(
         self, parsed: Sequence[InboundEvent | Rejection], receipts: Sequence[UUID], ws: _Workspace
     ) -> set[UUID]:
-        """Which inbound events of this batch the ledger holds (returned), and its customers that the cache
-        does not hold, read whole: one query each for the batch, instead of one read per
-        customer once the customers outnumber the cache. Then the customers' keys in one more
-        query (new customers get theirs made together)."""
+        """Which inbound events of this batch the ledger holds (returned), and its customers that
+        the cache does not hold, read whole: one query each for the batch, instead of one read
+        per customer once the customers outnumber the cache. Then the customers' keys in one
+        more query (new customers get theirs made together)."""
         customers = {ids.customer_id(p.subject) for p in parsed if isinstance(p, InboundEvent)}
         # Not ``customers - self._cache.keys()``: that hashes every cached id (UUID's hash is
         # Python code): ten times the batch's customers once the cache is full.
