@@ -6,8 +6,8 @@ import pytest
 from eventsourcing.persistence import Tracking
 
 from lifecycle.ids import customer_id
-from tests.backends import runtime_factory
 from schemas import parse
+from tests.backends import runtime_factory
 from tests.events import interaction, purchase, request
 
 BACKENDS = [
@@ -103,10 +103,14 @@ def test_a_concurrent_writer_conflict_is_retried_and_nothing_is_lost(open_runtim
 
 
 @pytest.mark.parametrize("open_runtime", BACKENDS, indirect=True)
-def test_the_ledger_holds_every_inbound_event_once_and_receipts_only_what_was_not_accepted(open_runtime):
+def test_the_ledger_holds_every_inbound_event_once_and_receipts_only_what_was_not_accepted(
+    open_runtime, monkeypatch
+):
+    from lifecycle import ledger
     from lifecycle.ids import malformed_receipt_id, receipt_id
     from lifecycle.receipt import ACCEPTED, MALFORMED, REFUSED
 
+    monkeypatch.setattr(ledger, "CHUNK", 2)  # PostgreSQL looks ids up in chunks: several here
     rt = open_runtime()
     refused = request("shop:1", "2026-01-03T10:00:00Z", "advocate", id="e-5")
     malformed = b'{"not": "an event"'
