@@ -25,19 +25,18 @@ from collections.abc import Collection, Sequence
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import InfrastructureFactory, IntegrityError, PersistenceError, ProcessRecorder
+from eventsourcing.persistence import InfrastructureFactory, IntegrityError, ProcessRecorder
 from eventsourcing.popo import POPOFactory, POPOProcessRecorder
 from eventsourcing.postgres import PostgresFactory, PostgresProcessRecorder
 from eventsourcing.sqlite import SQLiteFactory, SQLiteProcessRecorder
 from eventsourcing.utils import get_topic
 
 from lifecycle.errors import StoreError
-from lifecycle.lookup import quoted_identifier
+from lifecycle import lookup
 from lifecycle.receipt import InboundReceipt
 
 #: What ``put`` takes beside the events: ``ledger_rows=[(receipt id, outcome), ...]``.
 ROWS = "ledger_rows"
-CHUNK = 2000  # ids per look-up query
 RECEIPT_TOPIC = get_topic(InboundReceipt.Received)
 
 # A receipt event is version 1 of its aggregate; its JSON holds the outcome at the top level.
@@ -127,21 +126,13 @@ class SQLiteLedgerRecorder(SQLiteProcessRecorder):
     def seen(self, receipt_ids: Collection[UUID]) -> dict[UUID, str]:
         # One JSON parameter, not a placeholder per id: one prepared statement for every length.
         wanted = json.dumps([rid.hex for rid in set(receipt_ids)])
-        return {UUID(rid): outcome for rid, outcome in self._read(
-            f"SELECT receipt_id, outcome FROM {self.ledger_table_name} "
+        return {UUID(rid): outcome for rid, outcome in lookup.sqlite_rows(
+            self, f"SELECT receipt_id, outcome FROM {self.ledger_table_name} "
             "WHERE receipt_id IN (SELECT value FROM json_each(?))", (wanted,))}
 
     def ledger(self) -> dict[UUID, str]:
         return {UUID(rid): outcome for rid, outcome in
-                self._read(f"SELECT receipt_id, outcome FROM {self.ledger_table_name}", ())}
-
-    def _read(self, statement: str, params: Sequence[Any]) -> list[Any]:
-        try:
-            with self.datastore.transaction(commit=False) as c:
-                c.execute(statement, params)
-                return c.fetchall()
-        except PersistenceError as e:  # the library's datastore translated the driver's error
-            raise StoreError(f"event store failed: {e}") from e
+                lookup.sqlite_rows(self, f"SELECT receipt_id, outcome FROM {self.ledger_table_name}", ())}
 
 
 class PostgresLedgerRecorder(PostgresProcessRecorder):
@@ -151,8 +142,9 @@ class PostgresLedgerRecorder(PostgresProcessRecorder):
                          tracking_table_name=tracking_table_name)
         name = events_table_name.removesuffix("_events") + "_inbound_ledger"
         self.check_identifier_length(name)
-        self.ledger_table = f"{quoted_identifier(datastore.schema)}.{quoted_identifier(name)}"
-        self.events_table = f"{quoted_identifier(datastore.schema)}.{quoted_identifier(events_table_name)}"
+        schema = lookup.quoted_identifier(datastore.schema)
+        self.ledger_table = f"{schema}.{lookup.quoted_identifier(name)}"
+        self.events_table = f"{schema}.{lookup.quoted_identifier(events_table_name)}"
         self.ledger_table_name = name
 
         # The library's insert sends the batch as an array of a composite type, which psycopg
@@ -196,20 +188,12 @@ class PostgresLedgerRecorder(PostgresProcessRecorder):
     def seen(self, receipt_ids: Collection[UUID]) -> dict[UUID, str]:
         wanted = list(dict.fromkeys(receipt_ids))
         found: dict[UUID, str] = {}
-        for start in range(0, len(wanted), CHUNK):
-            for row in self._read(f"SELECT receipt_id, outcome FROM {self.ledger_table} "
-                                  "WHERE receipt_id = ANY(%s)", (wanted[start:start + CHUNK],)):
-                found[row["receipt_id"]] = row["outcome"]
+        chunk = lookup.CHUNK  # ids per query, as the other look-ups of many ids
+        for start in range(0, len(wanted), chunk):
+            found.update(lookup.postgres_rows(
+                self, f"SELECT receipt_id, outcome FROM {self.ledger_table} WHERE receipt_id = ANY(%s)",
+                (wanted[start:start + chunk],)))
         return found
 
     def ledger(self) -> dict[UUID, str]:
-        return {row["receipt_id"]: row["outcome"]
-                for row in self._read(f"SELECT receipt_id, outcome FROM {self.ledger_table}", ())}
-
-    def _read(self, statement: str, params: Sequence[Any]) -> list[Any]:
-        try:
-            with self.datastore.get_connection() as conn, conn.cursor() as curs:
-                curs.execute(statement, params, prepare=True)
-                return curs.fetchall()
-        except PersistenceError as e:  # the library's datastore translated the driver's error
-            raise StoreError(f"event store failed: {e}") from e
+        return dict(lookup.postgres_rows(self, f"SELECT receipt_id, outcome FROM {self.ledger_table}", ()))

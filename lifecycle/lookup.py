@@ -10,8 +10,9 @@ per customer.
 ``notifications_after``: the log in id order, as ``select_notifications`` reads it, without a
 UUID and a frozen dataclass per row (a fifth of reading the log for a rebuild).
 
-Each runs one statement in the recorder's own connection (``_select``); a recorder of another
-kind (in memory) is asked through the library, which costs nothing there.
+Each runs one statement in the recorder's own connection (``_select``, through ``postgres_rows``
+or ``sqlite_rows``, which the inbound ledger reads with too); a recorder of another kind (in
+memory) is asked through the library, which costs nothing there.
 """
 
 from __future__ import annotations
@@ -94,20 +95,34 @@ def _select(
     """Rows of one statement (columns in the order selected) in the recorder's own connection;
     None for a recorder that is neither PostgreSQL nor SQLite. ``{table}`` is the library's
     events table; ``{marks}`` (SQLite) as many placeholders as ``sqlite_params``."""
+    if isinstance(recorder, PostgresAggregateRecorder):
+        table = f"{quoted_identifier(recorder.datastore.schema)}.{quoted_identifier(recorder.events_table_name)}"
+        return postgres_rows(recorder, postgres.format(table=table), postgres_params)
+    if isinstance(recorder, SQLiteAggregateRecorder):
+        statement = sqlite.format(table=recorder.events_table_name, marks=",".join("?" * len(sqlite_params)))
+        return sqlite_rows(recorder, statement, sqlite_params)
+    return None
+
+
+def postgres_rows(recorder: Any, statement: str, params: Sequence[Any]) -> list[Sequence[Any]]:
+    """Rows (tuples, columns in the order selected) of one statement in a PostgreSQL recorder's
+    own connection."""
     try:
-        if isinstance(recorder, PostgresAggregateRecorder):
-            table = f"{quoted_identifier(recorder.datastore.schema)}.{quoted_identifier(recorder.events_table_name)}"
-            with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
-                cursor.execute(postgres.format(table=table), postgres_params, prepare=True)
-                return [tuple(row.values()) for row in cursor.fetchall()]  # the library's rows are dicts
-        if isinstance(recorder, SQLiteAggregateRecorder):
-            statement = sqlite.format(table=recorder.events_table_name, marks=",".join("?" * len(sqlite_params)))
-            with recorder.datastore.transaction(commit=False) as cursor:
-                cursor.execute(statement, sqlite_params)
-                return cursor.fetchall()
+        with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
+            cursor.execute(statement, params, prepare=True)
+            return [tuple(row.values()) for row in cursor.fetchall()]  # the library's rows are dicts
     except PersistenceError as e:  # the library's datastores translate their driver's errors
         raise StoreError(f"event store failed: {e}") from e
-    return None
+
+
+def sqlite_rows(recorder: Any, statement: str, params: Sequence[Any]) -> list[Sequence[Any]]:
+    """Rows of one statement in a SQLite recorder's own connection (a read transaction)."""
+    try:
+        with recorder.datastore.transaction(commit=False) as cursor:
+            cursor.execute(statement, params)
+            return cursor.fetchall()
+    except PersistenceError as e:  # the library's datastores translate their driver's errors
+        raise StoreError(f"event store failed: {e}") from e
 
 
 def _id_as_text(value: Any) -> str:

@@ -106,11 +106,11 @@ def test_a_concurrent_writer_conflict_is_retried_and_nothing_is_lost(open_runtim
 def test_the_ledger_holds_every_inbound_event_once_and_receipts_only_what_was_not_accepted(
     open_runtime, monkeypatch
 ):
-    from lifecycle import ledger
+    from lifecycle import lookup
     from lifecycle.ids import malformed_receipt_id, receipt_id
     from lifecycle.receipt import ACCEPTED, MALFORMED, REFUSED
 
-    monkeypatch.setattr(ledger, "CHUNK", 2)  # PostgreSQL looks ids up in chunks: several here
+    monkeypatch.setattr(lookup, "CHUNK", 2)  # PostgreSQL looks ids up in chunks: several here
     rt = open_runtime()
     refused = request("shop:1", "2026-01-03T10:00:00Z", "advocate", id="e-5")
     malformed = b'{"not": "an event"'
