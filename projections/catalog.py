@@ -22,6 +22,7 @@ REPORTS: dict[str, tuple[str, Report]] = {
         reports.retention_cohorts(s.iter_rows("customer_purchases"), d))),
     "cohorts": ("Retention cohorts", lambda s, m, d: reports.retention_cohorts(s.iter_rows("customer_purchases"), d)),
     "advocacy": ("NPS and advocacy by month", lambda s, m, d: reports.advocacy_nps(
+        # It counts entries into advocate only: its pass over the stages reads those.
         s.iter_rows("customer_feedback"), s.iter_rows("customer_referrals"),
         s.iter_rows("stage_history", where={"stage": "advocate"}), d)),
     "rfm": ("RFM per customer", lambda s, m, d: reports.customer_rfm(s.iter_rows("customer_purchases"), d)),

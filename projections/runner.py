@@ -19,6 +19,7 @@ from typing import Any
 
 from lifecycle.stages import StageModel
 from projections import reports
+from projections.catalog import build_report
 from lifecycle.crypto import is_token
 from lifecycle.ids import customer_id
 from projections.customers import Reveal, _as_is, derive_customer
@@ -277,20 +278,14 @@ def _chunks(events_per_entity: dict[str, int]) -> Iterator[list[str]]:
 
 
 def compute_summaries(store: ViewStore, model: StageModel, as_of: date) -> dict[str, list[dict[str, Any]]]:
-    """Every summary table as of ``as_of``. The entity tables are streamed (``iter_rows``), each
-    report reading its own pass: memory follows the customers and deals, not the rows."""
-    scan = store.iter_rows
-    customers = reports.purchases_by_customer(scan("customer_purchases"), as_of)  # one pass, two reports
+    """Every summary table as of ``as_of``: the reports ``lifecycle report`` gives, the entity
+    tables streamed (``iter_rows``): memory follows the customers and deals, not the rows."""
+    customers = reports.purchases_by_customer(store.iter_rows("customer_purchases"), as_of)  # for two
     return {
-        "pipeline_funnel": reports.lifecycle_funnel(model, scan("stage_history"), as_of)
-        + reports.deal_funnel(scan("deal_stage_history"), as_of),
-        "deal_forecast": reports.deal_forecast(scan("deal_stage_history"), as_of),
+        "pipeline_funnel": build_report("funnel", store, model, as_of),
+        "deal_forecast": build_report("forecast", store, model, as_of),
         "retention_cohorts": reports.cohorts_of(customers, as_of),
-        "advocacy_nps": reports.advocacy_nps(
-            # It counts entries into advocate only: the second pass over the stages reads those.
-            scan("customer_feedback"), scan("customer_referrals"),
-            scan("stage_history", where={"stage": "advocate"}), as_of,
-        ),
+        "advocacy_nps": build_report("advocacy", store, model, as_of),
         "customer_rfm": reports.rfm_of(customers, as_of),
     }
 
