@@ -14,8 +14,14 @@ it: relay, projections, seals) to hold one id. Refused and malformed events stil
 A store written before the ledger existed has a receipt event per inbound event instead: the
 first start copies their ids into the ledger (``_ADOPT_*``), in the transaction that creates it.
 
+The same recorders keep the aggregates' latest snapshots (``snapshot_rows=[(aggregate id,
+version, state), ...]``), one row per aggregate, replaced in the same transaction as the events
+of the version it holds: a snapshot never runs ahead of the events, and an older one never
+replaces a newer one. They are the engine's cache, not part of the record: an auditor replays
+events, and dropping every snapshot changes nothing but the time a reload takes.
+
 One recorder per backend (memory, SQLite, PostgreSQL), each the library's process recorder plus
-the ledger; ``process_recorder`` picks the one for the application's factory.
+the ledger and the snapshots; ``process_recorder`` picks the one for the application's factory.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ from lifecycle.receipt import InboundReceipt
 
 #: What ``put`` takes beside the events: ``ledger_rows=[(receipt id, outcome), ...]``.
 ROWS = "ledger_rows"
+#: And ``snapshot_rows=[(aggregate id, version, state bytes), ...]``.
+SNAPSHOTS = "snapshot_rows"
 RECEIPT_TOPIC = get_topic(InboundReceipt.Received)
 
 # A receipt event is version 1 of its aggregate; its JSON holds the outcome at the top level.
@@ -67,7 +75,7 @@ def process_recorder(factory: InfrastructureFactory[Any]) -> ProcessRecorder:
     return factory.process_recorder()
 
 
-def _in_id_order(rows: Sequence[tuple[UUID, str]]) -> list[tuple[UUID, str]]:
+def _in_id_order(rows: Sequence[tuple[UUID, *tuple[Any, ...]]]) -> list[tuple[UUID, *tuple[Any, ...]]]:
     # Two writers inserting overlapping ids wait on each other in the same order (no deadlock),
     # and the later one fails on the primary key.
     return sorted(rows, key=lambda row: row[0].bytes)
@@ -77,6 +85,7 @@ class MemoryLedgerRecorder(POPOProcessRecorder):
     def __init__(self) -> None:
         super().__init__()
         self._ledger: dict[UUID, str] = {}
+        self._snapshots: dict[UUID, tuple[int, bytes]] = {}
 
     def _assert_uniqueness(self, stored_events: Sequence[Any], **kwargs: Any) -> None:
         super()._assert_uniqueness(stored_events, **kwargs)
@@ -87,7 +96,14 @@ class MemoryLedgerRecorder(POPOProcessRecorder):
     def _update_table(self, stored_events: Sequence[Any], **kwargs: Any) -> Sequence[int] | None:
         notification_ids = super()._update_table(stored_events, **kwargs)
         self._ledger.update(kwargs.get(ROWS) or ())
+        for aggregate_id, version, state in kwargs.get(SNAPSHOTS) or ():
+            if version > self._snapshots.get(aggregate_id, (0, b""))[0]:
+                self._snapshots[aggregate_id] = (version, state)
         return notification_ids
+
+    def snapshots(self, aggregate_ids: Collection[UUID]) -> dict[UUID, tuple[int, bytes]]:
+        with self._database_lock:
+            return {i: self._snapshots[i] for i in aggregate_ids if i in self._snapshots}
 
     def seen(self, receipt_ids: Collection[UUID]) -> dict[UUID, str]:
         with self._database_lock:
@@ -101,12 +117,15 @@ class MemoryLedgerRecorder(POPOProcessRecorder):
 class SQLiteLedgerRecorder(SQLiteProcessRecorder):
     def __init__(self, datastore: Any, *, events_table_name: str = "stored_events") -> None:
         self.ledger_table_name = "inbound_ledger"
+        self.snapshots_table_name = "aggregate_snapshots"
         super().__init__(datastore, events_table_name=events_table_name)
 
     def construct_create_table_statements(self) -> list[str]:
         return [*super().construct_create_table_statements(),
                 f"CREATE TABLE IF NOT EXISTS {self.ledger_table_name} "
-                "(receipt_id TEXT PRIMARY KEY, outcome TEXT NOT NULL) WITHOUT ROWID"]
+                "(receipt_id TEXT PRIMARY KEY, outcome TEXT NOT NULL) WITHOUT ROWID",
+                f"CREATE TABLE IF NOT EXISTS {self.snapshots_table_name} "
+                "(aggregate_id TEXT PRIMARY KEY, version INTEGER NOT NULL, state BLOB NOT NULL)"]
 
     def _create_table(self, c: Any) -> None:
         c.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (self.ledger_table_name,))
@@ -121,7 +140,18 @@ class SQLiteLedgerRecorder(SQLiteProcessRecorder):
         if rows := kwargs.get(ROWS):
             c.executemany(f"INSERT INTO {self.ledger_table_name} (receipt_id, outcome) VALUES (?, ?)",
                           [(rid.hex, outcome) for rid, outcome in _in_id_order(rows)])
+        if snapshots := kwargs.get(SNAPSHOTS):
+            c.executemany(f"INSERT INTO {self.snapshots_table_name} AS s (aggregate_id, version, state) "
+                          "VALUES (?, ?, ?) ON CONFLICT (aggregate_id) DO UPDATE "
+                          "SET version = excluded.version, state = excluded.state WHERE excluded.version > s.version",
+                          [(i.hex, version, state) for i, version, state in _in_id_order(snapshots)])
         return returning
+
+    def snapshots(self, aggregate_ids: Collection[UUID]) -> dict[UUID, tuple[int, bytes]]:
+        wanted = json.dumps([i.hex for i in set(aggregate_ids)])
+        return {UUID(i): (version, bytes(state)) for i, version, state in lookup.sqlite_rows(
+            self, f"SELECT aggregate_id, version, state FROM {self.snapshots_table_name} "
+            "WHERE aggregate_id IN (SELECT value FROM json_each(?))", (wanted,))}
 
     def seen(self, receipt_ids: Collection[UUID]) -> dict[UUID, str]:
         # One JSON parameter, not a placeholder per id: one prepared statement for every length.
@@ -146,6 +176,9 @@ class PostgresLedgerRecorder(PostgresProcessRecorder):
         self.ledger_table = f"{schema}.{lookup.quoted_identifier(name)}"
         self.events_table = f"{schema}.{lookup.quoted_identifier(events_table_name)}"
         self.ledger_table_name = name
+        snapshots = events_table_name.removesuffix("_events") + "_aggregate_snapshots"
+        self.check_identifier_length(snapshots)
+        self.snapshots_table = f"{schema}.{lookup.quoted_identifier(snapshots)}"
 
         # The library's insert sends the batch as an array of a composite type, which psycopg
         # writes as text in Python, escaping every state's bytes (a quarter of ingest's CPU);
@@ -166,6 +199,8 @@ class PostgresLedgerRecorder(PostgresProcessRecorder):
             if new:  # same transaction as the CREATE: adopted once, or not at all
                 curs.execute(_ADOPT_POSTGRES.format(ledger=self.ledger_table, events=self.events_table),
                              (RECEIPT_TOPIC,))
+            curs.execute(f"CREATE TABLE IF NOT EXISTS {self.snapshots_table} "
+                         "(aggregate_id uuid PRIMARY KEY, version bigint NOT NULL, state bytea NOT NULL)")
 
     def _insert_events(self, curs: Any, stored_events: Sequence[Any], **kwargs: Any) -> None:
         if rows := kwargs.get(ROWS):
@@ -173,6 +208,14 @@ class PostgresLedgerRecorder(PostgresProcessRecorder):
             curs.execute(f"INSERT INTO {self.ledger_table} (receipt_id, outcome) "
                          "SELECT * FROM unnest(%s::uuid[], %s::text[])",
                          ([rid for rid, _ in rows], [outcome for _, outcome in rows]), prepare=True)
+        if snapshots := kwargs.get(SNAPSHOTS):
+            snapshots = _in_id_order(snapshots)
+            curs.execute(f"INSERT INTO {self.snapshots_table} AS s (aggregate_id, version, state) "
+                         "SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::bytea[]) "
+                         "ON CONFLICT (aggregate_id) DO UPDATE SET version = excluded.version, "
+                         "state = excluded.state WHERE excluded.version > s.version",
+                         ([i for i, _, _ in snapshots], [v for _, v, _ in snapshots],
+                          [state for _, _, state in snapshots]), prepare=True, binary=True)
         super()._insert_events(curs, stored_events, **kwargs)
 
     def _insert_stored_events(self, curs: Any, stored_events: Sequence[Any], **kwargs: Any) -> None:
@@ -197,3 +240,12 @@ class PostgresLedgerRecorder(PostgresProcessRecorder):
 
     def ledger(self) -> dict[UUID, str]:
         return dict(lookup.postgres_rows(self, f"SELECT receipt_id, outcome FROM {self.ledger_table}", ()))
+
+    def snapshots(self, aggregate_ids: Collection[UUID]) -> dict[UUID, tuple[int, bytes]]:
+        wanted = list(set(aggregate_ids))
+        found: dict[UUID, tuple[int, bytes]] = {}
+        for start in range(0, len(wanted), lookup.CHUNK):
+            found.update((i, (version, bytes(state))) for i, version, state in lookup.postgres_rows(
+                self, f"SELECT aggregate_id, version, state FROM {self.snapshots_table} "
+                "WHERE aggregate_id = ANY(%s)", (wanted[start:start + lookup.CHUNK],)))
+        return found

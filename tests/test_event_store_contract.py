@@ -228,3 +228,53 @@ def test_a_batch_is_numbered_in_the_order_it_was_given(open_runtime):
     assert [(n.originator_id, n.originator_version) for n in logged] == \
         [(e.originator_id, e.originator_version) for e in pending]
     assert [r.notification.id for r in recordings] == [n.id for n in logged]
+
+
+@pytest.mark.parametrize("open_runtime", BACKENDS, indirect=True)
+def test_a_snapshot_is_kept_at_its_latest_version_and_only_with_its_transaction(open_runtime):
+    from eventsourcing.persistence import IntegrityError
+
+    from lifecycle import ledger
+    from lifecycle.ids import receipt_id
+
+    engine = open_runtime().engine
+    engine.ingest(LINES[:1])
+    cid = customer_id("shop:1")
+    customer = engine.customer("shop:1")
+
+    def put(time: str, snapshot: tuple, **rows) -> None:
+        customer.record(engine.model, customer_fact(time))
+        engine.events.put(customer.collect_events(), **{ledger.SNAPSHOTS: [snapshot]}, **rows)
+
+    put("2026-01-04T10:00:00Z", (cid, 2, b"two"))
+    assert engine.recorder.snapshots([cid, customer_id("shop:2")]) == {cid: (2, b"two")}
+    put("2026-01-05T10:00:00Z", (cid, 1, b"one"))  # an older one never replaces a newer one
+    assert engine.recorder.snapshots([cid]) == {cid: (2, b"two")}
+    put("2026-01-06T10:00:00Z", (cid, 4, b"four"))
+    assert engine.recorder.snapshots([cid]) == {cid: (4, b"four")}
+    # A transaction that fails (here on the ledger's key) stores its snapshot no more than its events.
+    with pytest.raises(IntegrityError):
+        put("2026-01-07T10:00:00Z", (cid, 5, b"five"), **{ledger.ROWS: [(receipt_id("test/suite", "e-1"), "accepted")]})
+    assert engine.recorder.snapshots([cid]) == {cid: (4, b"four")}
+
+
+@pytest.mark.parametrize("open_runtime", DURABLE, indirect=True)
+def test_a_long_lived_customer_is_reloaded_from_its_snapshot_and_the_events_after_it(open_runtime):
+    from unittest.mock import patch
+
+    from lifecycle.snapshots import EVERY as SNAPSHOT_EVERY
+
+    lines = [interaction("shop:9", f"2026-02-{day:02d}T10:00:00Z", id=f"long-{day}")
+             for day in range(1, SNAPSHOT_EVERY + 6)]
+    first = open_runtime()
+    first.engine.ingest(lines[:SNAPSHOT_EVERY])  # passes SNAPSHOT_EVERY (facts and transitions)
+    first.engine.ingest(lines[SNAPSHOT_EVERY:])  # events after the snapshot
+    held = first.engine.customer("shop:9")
+    cid = customer_id("shop:9")
+    snapshot_version = first.engine.recorder.snapshots([cid])[cid][0]
+    assert SNAPSHOT_EVERY <= snapshot_version < held.version
+    second = open_runtime().engine
+    with patch.object(second.mapper, "to_domain_event", wraps=second.mapper.to_domain_event) as decoded:
+        reloaded = second.customer("shop:9")
+    assert decoded.call_count == held.version - snapshot_version  # only the events after it
+    assert vars(reloaded) == vars(held)

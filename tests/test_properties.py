@@ -141,3 +141,23 @@ def test_no_sequence_of_requests_reaches_a_stage_the_model_forbids(targets):
             assert after == before
         assert after in allowed
     assert {"customer", "retained", "advocate"}.isdisjoint(allowed)
+
+
+@SETTINGS
+@given(populations(), st.integers(2, 6))
+def test_a_customer_from_its_snapshot_equals_one_replayed_from_every_event(lines, every):
+    from lifecycle.ids import customer_id
+    from lifecycle.lookup import stored_states_of
+
+    with patch("lifecycle.snapshots.EVERY", every):
+        rt = run(lines)
+    engine = rt.engine
+    for key in {f"shop:{n}" for n in range(4)}:
+        cid = customer_id(key)
+        rows = stored_states_of(engine.recorder, cid)
+        snapshot = engine.recorder.snapshots([cid]).get(cid)
+        if snapshot is None:
+            continue
+        assert every <= snapshot[0] <= rows[-1][0]
+        from_every_event = engine._reconstruct(cid, rows)
+        assert vars(engine._reconstruct(cid, rows, snapshot)) == vars(from_every_event)
