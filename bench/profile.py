@@ -1,8 +1,9 @@
-"""Where the time goes: ``python -m bench.profile WHAT [--n N] [--top K] [--out FILE.prof]``.
+"""Where the time goes: ``python -m bench.profile WHAT [--n N] [--after A] [--top K] [--out FILE.prof]``.
 
 WHAT is ``ingest_sqlite``, ``ingest_postgres``, ``rebuild``, ``replay`` or ``relay``. Runs the same
 work as the benchmark of that name under cProfile (one process, N inbound events, default 20000)
-and prints the top functions by cumulative and by own time. ``relay`` ingests N events into a
+and prints the top functions by cumulative and by own time. ``--after A`` (ingest only) first
+ingests A events unprofiled, from a population sized for A + N: ingest on a grown store. ``relay`` ingests N events into a
 fresh PostgreSQL database, then profiles ``RelayService.relay_once`` until the log is relayed to
 a development broker (the stage ``e2e_kafka`` waits on longest). bench/PROFILE.md records the
 findings.
@@ -58,22 +59,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.profile")
     parser.add_argument("what", choices=("ingest_sqlite", "ingest_postgres", "rebuild", "replay", "relay"))
     parser.add_argument("--n", type=int, default=20_000, help="inbound events (default 20000)")
+    parser.add_argument("--after", type=int, default=0,
+                        help="ingest: first ingest this many more events unprofiled, from a population "
+                             "sized for after + n (how ingest behaves on a grown store)")
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--out", type=Path, help="also save the raw profile here (pstats format)")
     args = parser.parse_args()
 
-    lines = inbound_lines(args.n)
+    if args.after and not args.what.startswith("ingest"):
+        parser.error("--after is for ingest_sqlite and ingest_postgres")
+    lines = inbound_lines(args.after + args.n)
     if args.what == "relay":
         profile, seconds = _relay(lines)
     else:
-        profile, seconds = _embedded(args.what, args.n, lines)
+        profile, seconds = _embedded(args.what, args.n, lines, args.after)
     if args.out:
         profile.dump_stats(args.out)
     out = io.StringIO()
     stats = pstats.Stats(profile, stream=out)
     stats.strip_dirs().sort_stats("cumulative").print_stats(args.top)
     stats.sort_stats("tottime").print_stats(args.top)
-    print(f"{args.what}: {seconds:.2f}s under the profiler (n={args.n})")
+    after = f", after {args.after}" if args.after else ""
+    print(f"{args.what}: {seconds:.2f}s under the profiler (n={args.n}{after})")
     print(out.getvalue())
 
 
@@ -102,11 +109,12 @@ def _relay(lines: list[bytes]) -> tuple[cProfile.Profile, float]:
             service.producer.close(timeout=10)
 
 
-def _embedded(what: str, n: int, lines: list[bytes]) -> tuple[cProfile.Profile, float]:
+def _embedded(what: str, n: int, lines: list[bytes], after: int = 0) -> tuple[cProfile.Profile, float]:
     with tempfile.TemporaryDirectory(prefix="lifecycle-profile-") as tmp, \
             _runtime("postgres" if what == "ingest_postgres" else "sqlite", Path(tmp)) as rt:
         if what.startswith("ingest"):
-            return _profiled(lambda: rt.ingest_lines(lines))
+            rt.ingest_lines(lines[:after])
+            return _profiled(lambda: rt.ingest_lines(lines[after:]))
         if what == "rebuild":
             rt.ingest_lines(lines)
             return _profiled(rt.runner.rebuild)
