@@ -182,11 +182,14 @@ class PostgresLedgerRecorder(PostgresProcessRecorder):
 
         # The library's insert sends the batch as an array of a composite type, which psycopg
         # writes as text in Python, escaping every state's bytes (a quarter of ingest's CPU);
-        # four arrays of plain types go in binary, through psycopg's C dumpers.
+        # four arrays of plain types go in psycopg's binary array format. ``%b``, not ``%s``: for
+        # a list ``%s`` chose the text format and escaped every state all the same (550 events:
+        # 26 ms as text, 13 ms binary). The other arrays below are bound with ``%b`` for the
+        # same reason.
         self.insert_columns_statement = (
             f"INSERT INTO {self.events_table} (originator_id, originator_version, topic, state) "
-            f"SELECT * FROM unnest(%s::{datastore.originator_id_type}[], %s::bigint[], %s::text[], "
-            "%s::bytea[]) RETURNING notification_id"
+            f"SELECT * FROM unnest(%b::{datastore.originator_id_type}[], %b::bigint[], %b::text[], "
+            "%b::bytea[]) RETURNING notification_id"
         )
 
     def create_table(self) -> None:
@@ -206,16 +209,16 @@ class PostgresLedgerRecorder(PostgresProcessRecorder):
         if rows := kwargs.get(ROWS):
             rows = _in_id_order(rows)
             curs.execute(f"INSERT INTO {self.ledger_table} (receipt_id, outcome) "
-                         "SELECT * FROM unnest(%s::uuid[], %s::text[])",
+                         "SELECT * FROM unnest(%b::uuid[], %b::text[])",
                          ([rid for rid, _ in rows], [outcome for _, outcome in rows]), prepare=True)
         if snapshots := kwargs.get(SNAPSHOTS):
             snapshots = _in_id_order(snapshots)
             curs.execute(f"INSERT INTO {self.snapshots_table} AS s (aggregate_id, version, state) "
-                         "SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::bytea[]) "
+                         "SELECT * FROM unnest(%b::uuid[], %b::bigint[], %b::bytea[]) "
                          "ON CONFLICT (aggregate_id) DO UPDATE SET version = excluded.version, "
                          "state = excluded.state WHERE excluded.version > s.version",
                          ([i for i, _, _ in snapshots], [v for _, v, _ in snapshots],
-                          [state for _, _, state in snapshots]), prepare=True, binary=True)
+                          [state for _, _, state in snapshots]), prepare=True)
         super()._insert_events(curs, stored_events, **kwargs)
 
     def _insert_stored_events(self, curs: Any, stored_events: Sequence[Any], **kwargs: Any) -> None:
@@ -234,7 +237,7 @@ class PostgresLedgerRecorder(PostgresProcessRecorder):
         chunk = lookup.CHUNK  # ids per query, as the other look-ups of many ids
         for start in range(0, len(wanted), chunk):
             found.update(lookup.postgres_rows(
-                self, f"SELECT receipt_id, outcome FROM {self.ledger_table} WHERE receipt_id = ANY(%s)",
+                self, f"SELECT receipt_id, outcome FROM {self.ledger_table} WHERE receipt_id = ANY(%b)",
                 (wanted[start:start + chunk],)))
         return found
 
@@ -247,5 +250,5 @@ class PostgresLedgerRecorder(PostgresProcessRecorder):
         for start in range(0, len(wanted), lookup.CHUNK):
             found.update((i, (version, bytes(state))) for i, version, state in lookup.postgres_rows(
                 self, f"SELECT aggregate_id, version, state FROM {self.snapshots_table} "
-                "WHERE aggregate_id = ANY(%s)", (wanted[start:start + lookup.CHUNK],)))
+                "WHERE aggregate_id = ANY(%b)", (wanted[start:start + lookup.CHUNK],)))
         return found

@@ -57,7 +57,7 @@ def stored_states_of_many(
         rows = _select(
             recorder,
             "SELECT originator_id, originator_version, topic, state FROM {table} "
-            "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version",
+            "WHERE originator_id = ANY(%b) ORDER BY originator_id, originator_version",
             "SELECT originator_id, originator_version, topic, state FROM {table} "
             "WHERE originator_id IN ({marks}) ORDER BY originator_id, originator_version",
             (chunk,), list(by_key),
