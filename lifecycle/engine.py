@@ -23,6 +23,7 @@ from eventsourcing.persistence import (
     PersistenceError,
     StoredEvent,
     Tracking,
+    Transcoder,
     Transcoding,
 )
 
@@ -38,6 +39,7 @@ from lifecycle.personal import PERSONAL_FIELDS
 from lifecycle.receipt import ACCEPTED, DUPLICATE, MALFORMED, REFUSED, InboundReceipt, encode_raw
 from lifecycle.rules import DuplicateOrder, Fact
 from lifecycle.stages import StageModel, load_stage_model
+from lifecycle.transcoding import FastJSONTranscoder
 from projections.store import InMemoryViewStore
 from schemas import InboundEvent, Rejection, parse
 
@@ -76,6 +78,12 @@ class LifecycleEngine(Application[UUID]):
         # A process recorder stores a tracking position in the same transaction as the events
         # (the plain application recorder cannot); ours stores the inbound ledger's rows too.
         return ledger.process_recorder(self.factory)
+
+    def construct_transcoder(self) -> Transcoder:
+        # The library's JSON, written with orjson where that writes the same (lifecycle.transcoding).
+        transcoder = FastJSONTranscoder()
+        self.register_transcodings(transcoder)
+        return transcoder
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
