@@ -54,10 +54,39 @@ TABLE = Table("t", (Column("id", "int", "id", nullable=False), Column("doc", "js
               description="t")
 
 
-@given(json_values)
+class Size(enum.IntEnum):
+    BIG = 2
+
+
+class Tone(str, enum.Enum):
+    WARM = "warm"
+
+
+# What the standard library writes by converting: tuples, keys that are not text, members of
+# int and str enums (beside everything a JSON document holds).
+cell_values = st.recursive(
+    st.none() | st.booleans() | st.text() | st.integers(min_value=-(2**80), max_value=2**80)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.sampled_from([Size.BIG, Tone.WARM]),
+    lambda inner: st.lists(inner, max_size=4) | st.tuples(inner, inner)
+    | st.dictionaries(st.text(max_size=8) | st.integers() | st.sampled_from([Tone.WARM, True, None]),
+                      inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(cell_values)
 def test_a_json_cell_is_normalised_as_by_a_standard_library_round_trip(value):
     expected = json.loads(json.dumps(value, allow_nan=False))
-    assert normalise_row(TABLE, {"id": 1, "doc": value}) == (1, expected)
+    (_, cell) = normalise_row(TABLE, {"id": 1, "doc": value})
+    assert cell == expected
+    assert _same_types(cell, expected)
+
+
+def test_a_json_cell_is_a_copy():
+    doc = {"a": [1, {"b": "c"}]}
+    (_, cell) = normalise_row(TABLE, {"id": 1, "doc": doc})
+    doc["a"][1]["b"] = "changed"
+    assert cell == {"a": [1, {"b": "c"}]}
 
 
 class Colour(enum.Enum):
