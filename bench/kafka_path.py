@@ -11,7 +11,8 @@ not our code, idempotent, acks=all, keyed by customer).
   and ``project`` has stored the end offset of every ``lifecycle.events`` partition. Inbound
   events/s ÷ the raw library saving the same number of events in batches of 500 on PostgreSQL
   (``ingest_postgres``'s per-inbound baseline from this run, or measured here when it did not run).
-  The summary tables (refreshed when ``project`` is idle) are not waited for.
+  The summary tables (refreshed when ``project`` is idle) are not waited for. Then the same run
+  with two ``ingest`` processes, ``e2e_kafka_2_ingest`` (information, no target).
 - scale curve: only 1, 2, 4 ``ingest`` processes in one group; the clock stops when their stored
   offsets reach what was published. Inbound events/s, and each ÷ the 1-process figure.
 """
@@ -189,7 +190,12 @@ def e2e_kafka(ctx: Context) -> tuple[dict[str, float], dict[str, Any]]:
         baseline, source = raw_postgres_rate(ctx, n), f"measured here ({n} events, 2 runs)"
     value = run["per_s"] / baseline if run["per_s"] else float("nan")
     ctx.shared["kafka_e2e_run"] = run
-    return {"e2e_kafka": value}, {"run": run, "baseline_per_s": baseline, "baseline": source}
+    # Ingest is the slowest stage: the same path with a second ingest process (information).
+    two = _run(ctx, lines, keys, 2, full_path=True, label="e2e_kafka_x2")
+    value_two = two["per_s"] / baseline if two["per_s"] else float("nan")
+    ctx.log(f"e2e_kafka: with 2 ingest processes e2e_kafka_2_ingest={value_two:.3f}")
+    return ({"e2e_kafka": value, "e2e_kafka_2_ingest": value_two},
+            {"run": run, "run_2_ingest": two, "baseline_per_s": baseline, "baseline": source})
 
 
 def kafka_scale(ctx: Context) -> tuple[dict[str, float], dict[str, Any]]:

@@ -33,7 +33,7 @@ TARGETS: dict[str, tuple[str, float]] = {
     "rss_growth": ("<=", 0.2),
 }
 #: Reported beside the figures, without a target of their own.
-INFO = ("ingest_sqlite_per_stored_event", "ingest_postgres_per_stored_event")
+INFO = ("ingest_sqlite_per_stored_event", "ingest_postgres_per_stored_event", "e2e_kafka_2_ingest")
 
 #: What each figure means, for the table.
 MEANING = {
@@ -42,6 +42,7 @@ MEANING = {
     "ingest_postgres": "inbound ev/s ÷ raw lib ev/s, PostgreSQL",
     "ingest_postgres_per_stored_event": "stored ev/s ÷ raw lib, same rows+txns",
     "e2e_kafka": "Kafka → views ev/s ÷ raw lib on PG",
+    "e2e_kafka_2_ingest": "the same with 2 ingest processes",
     "rebuild": "rebuild ev/s ÷ raw read ev/s",
     "replay": "point-in-time time ÷ raw select time",
     "rss_growth": "peak RSS at 10× ÷ at 1×, − 1",
@@ -118,7 +119,8 @@ def notes(ctx: Context, ran: list[str]) -> list[str]:
                    "library saving as many events in as many transactions.")
     if "e2e_kafka" in ran:
         out.append(f"e2e_kafka: {s.e2e} events, {s.kafka_partitions} partitions, 1 ingest + relay + project "
-                   "process, on the same 2-core machine as the broker and PostgreSQL.")
+                   "process, on the same 2-core machine as the broker and PostgreSQL; e2e_kafka_2_ingest: "
+                   "the same run with 2 ingest processes (ingest is the slowest stage).")
     if "store_scale" in ran:
         big = s.rss_base * s.rss_factor
         stored = ctx.shared.get("rebuild_stored")
