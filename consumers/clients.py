@@ -37,7 +37,8 @@ def _positive_murmur2(key: bytes) -> int:
     return murmur2(key) & 0x7FFFFFFF
 
 
-def consumer(settings: Settings, group_id: str) -> KafkaConsumer:
+def consumer(settings: Settings, group_id: str, poll_batches: int = POLL_BATCHES, **tuning: Any) -> KafkaConsumer:
+    """A consumer that commits nothing by itself; ``tuning``: further KafkaConsumer settings."""
     timeout = settings.group_timeout_ms
     return KafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
@@ -48,10 +49,12 @@ def consumer(settings: Settings, group_id: str) -> KafkaConsumer:
         isolation_level="read_committed",
         # A poll spreads over the partitions: room for a full batch from several of them,
         # cut back to batches of batch_size by the services.
-        max_poll_records=settings.batch_size * POLL_BATCHES,
+        max_poll_records=settings.batch_size * poll_batches,
+        max_partition_fetch_bytes=4 * 1024 * 1024,  # a poll's share of a busy partition: not 1 MiB
         session_timeout_ms=timeout,
         heartbeat_interval_ms=max(100, timeout // 3),
         max_poll_interval_ms=max(timeout, 10_000),
+        **tuning,
     )
 
 
