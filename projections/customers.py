@@ -57,16 +57,56 @@ def derive_customer(
 ) -> CustomerRows:
     """The customer's rows; ``reveal(customer_id, value)`` opens encrypted personal fields
     (None once the customer's key is destroyed)."""
+    return start_customer(model, customer_id, events, reveal).rows
+
+
+@dataclass
+class CustomerDerivation:
+    """A customer's rows and the fold that made them, to carry on with later facts."""
+
+    rows: CustomerRows
+    fold: _Fold | None  # None: nothing to fold yet (no FirstSeen or no fact)
+    last: tuple[datetime, int, str, str] | None = None  # sort key of the last fact taken
+    recorded_at: datetime | None = None
+
+
+def start_customer(
+    model: StageModel, customer_id: str, events: Sequence[LogEvent], reveal: Reveal = _as_is
+) -> CustomerDerivation:
+    """The customer's rows from its whole history (events in version order)."""
     created = next((e for e in events if e.name == "FirstSeen"), None)
     facts = facts_of(events)
     if created is None or not facts:
-        return CustomerRows([], [], [], [], [])
+        return CustomerDerivation(CustomerRows([], [], [], [], []), None)
     key = created.payload["key"]
     fold = _Fold(model, customer_id, key, facts[0].occurred_at, reveal)
     for fact in facts:
         fold.take(fact)
     recorded = max(e.recorded_at for e in events)
-    return fold.rows(recorded)
+    return CustomerDerivation(fold.rows(recorded), fold, facts[-1].sort_key, recorded)
+
+
+def continue_customer(derivation: CustomerDerivation, added: Sequence[LogEvent]) -> bool:
+    """Carry ``derivation`` on with events it has not seen (in version order); False, with
+    nothing changed, when that would not give what ``start_customer`` gives on the whole history:
+    a fact that sorts before (or level with) the last one taken, a FirstSeen, nothing folded yet.
+
+    The projector's steps bring a few new facts for a customer with a long history, nearly always
+    later in business time than all before: folding only them instead of the whole history each
+    step was most of the projector's time (bench/PROFILE.md)."""
+    fold, last = derivation.fold, derivation.last
+    if fold is None or last is None or any(e.name == "FirstSeen" for e in added):
+        return False
+    facts = facts_of(added)
+    if facts and facts[0].sort_key <= last:
+        return False
+    for fact in facts:
+        fold.take(fact)
+    if facts:
+        derivation.last = facts[-1].sort_key
+    derivation.recorded_at = max([derivation.recorded_at, *(e.recorded_at for e in added)])
+    derivation.rows = fold.rows(derivation.recorded_at)
+    return True
 
 
 @dataclass

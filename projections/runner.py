@@ -22,7 +22,14 @@ from projections import reports
 from projections.catalog import build_report
 from lifecycle.crypto import is_token
 from lifecycle.ids import customer_id
-from projections.customers import Reveal, _as_is, derive_customer
+from projections.customers import (
+    CustomerDerivation,
+    Reveal,
+    _as_is,
+    continue_customer,
+    derive_customer,
+    start_customer,
+)
 from projections.deals import derive_deal
 from projections.log import LogEvent, LogSource
 from projections.store import ViewChange, ViewStore
@@ -35,6 +42,8 @@ _ENTITY_TYPES = ("Customer", "Deal")
 # many events between them (their histories are in memory together; one entity's always fits).
 REBUILD_ENTITIES = 1000
 REBUILD_EVENTS = 10_000
+CUSTOMER_TABLES = ("customer_current", "stage_history", "customer_purchases", "customer_feedback",
+                   "customer_referrals")
 
 
 class ProjectionRunner:
@@ -61,6 +70,9 @@ class ProjectionRunner:
         # Entity histories already in the inbox, so a busy customer is not read back
         # and decoded at every step. Only committed state goes in; a failed write clears it.
         self._histories: OrderedDict[str, dict[int, LogEvent]] = OrderedDict()
+        # For the customers among them, the fold that derived the rows last written, so the next
+        # step folds only its new facts (when they come after the others in business time).
+        self._derivations: dict[str, CustomerDerivation] = {}
         self.cache_size = cache_size
         self._wrote: dict[str, int] = {}  # the position each consumer's last step here wrote
         store.create(ALL_TABLES)
@@ -90,7 +102,9 @@ class ProjectionRunner:
 
         1. split the events into entity events (customers, deals) and receipts
         2. read the inbox of every entity touched and add the new events (by version)
-        3. re-derive each touched entity's rows in business-time order
+        3. derive the rows of each entity with new events in business-time order: a customer's
+           cached fold takes just the new facts when they all come after the ones it took (else
+           its whole history is folded again), and only its tables whose rows changed are written
         4. write inbox, rejections, entity rows and position together
         """
         consumer = consumer or self.consumer
@@ -98,7 +112,7 @@ class ProjectionRunner:
         # since (a CLI beside a service, a partition that moved), an entity may have events the
         # cache lacks.
         if self._wrote.get(consumer) != expected_position:
-            self._histories.clear()
+            self._forget()
         self.refresh_keys(_customers_of(events))
         # 1. split
         entity_events: dict[str, list[LogEvent]] = defaultdict(list)
@@ -113,16 +127,22 @@ class ProjectionRunner:
         # 2. inbox
         known = self._inbox(entity_events)
         inbox_rows = []
+        added: dict[str, list[LogEvent]] = defaultdict(list)
         for entity_id, new in entity_events.items():
-            for event in new:
+            for event in sorted(new, key=lambda e: e.version):
                 if event.version not in known[entity_id]:
                     known[entity_id][event.version] = event
                     inbox_rows.append(_inbox_row(event))
-        # 3. derive
+                    added[entity_id].append(event)
+        # 3. derive (an entity whose events were all applied before keeps its rows)
         replace: dict[str, dict[Any, list[dict[str, Any]]]] = defaultdict(dict)
-        for entity_id in entity_events:
+        derived: dict[str, CustomerDerivation] = {}
+        for entity_id, new in added.items():
             history = [known[entity_id][v] for v in sorted(known[entity_id])]
-            self._derive(entity_id, history, replace)
+            if history[0].aggregate_type == "Customer":
+                derived[entity_id] = self._derive_step(entity_id, history, new, replace)
+            else:
+                self._derive(entity_id, history, replace)
         # An erasure scrubs the customer's rejected events too (they hold the original bytes).
         for key in self._erased_keys(entity_events, known):
             kept = [r for r in rejections if r["subject"] == key]
@@ -142,14 +162,40 @@ class ProjectionRunner:
                 )
             )
         except BaseException:
-            self._histories.clear()
+            self._forget()  # the folds may have taken facts that were not written
             raise
         self._wrote[consumer] = events[-1].position
         for entity_id in entity_events:
             self._histories[entity_id] = known[entity_id]
             self._histories.move_to_end(entity_id)
+        self._derivations.update(derived)
         while len(self._histories) > self.cache_size:
-            self._histories.popitem(last=False)
+            evicted, _ = self._histories.popitem(last=False)
+            self._derivations.pop(evicted, None)
+
+    def _forget(self) -> None:
+        self._histories.clear()
+        self._derivations.clear()
+
+    def _derive_step(
+        self, entity_id: str, history: list[LogEvent], added: list[LogEvent],
+        replace: dict[str, dict[Any, list[dict[str, Any]]]],
+    ) -> CustomerDerivation:
+        """A customer's rows after a step: its cached fold carried on with the step's events
+        (only the tables whose rows changed), or its whole history folded again (every table)."""
+        derivation = self._derivations.get(entity_id)
+        if derivation is not None:
+            before = derivation.rows
+            if continue_customer(derivation, added):
+                for table in CUSTOMER_TABLES:
+                    rows = getattr(derivation.rows, table)
+                    if rows != getattr(before, table):
+                        replace[table][entity_id] = rows
+                return derivation
+        derivation = start_customer(self.model, entity_id, history, self.reveal)
+        for table in CUSTOMER_TABLES:
+            replace[table][entity_id] = getattr(derivation.rows, table)
+        return derivation
 
     @staticmethod
     def _erased_keys(
@@ -169,8 +215,7 @@ class ProjectionRunner:
     ) -> None:
         if history[0].aggregate_type == "Customer":
             rows = derive_customer(self.model, entity_id, history, self.reveal)
-            for table in ("customer_current", "stage_history", "customer_purchases",
-                          "customer_feedback", "customer_referrals"):
+            for table in CUSTOMER_TABLES:
                 replace[table][entity_id] = getattr(rows, table)
         else:
             created = next((e for e in history if e.name == "FirstSeen"), None)
@@ -217,7 +262,7 @@ class ProjectionRunner:
            (chunks bounded by entities and by events: their histories are in memory together)
         4. store the position of the last event (only now), then refresh the summaries
         """
-        self._histories.clear()
+        self._forget()
         # 1. drop and create
         self.store.drop(ALL_TABLES)
         self.store.create(ALL_TABLES)

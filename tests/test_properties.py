@@ -161,3 +161,27 @@ def test_a_customer_from_its_snapshot_equals_one_replayed_from_every_event(lines
         assert every <= snapshot[0] <= rows[-1][0]
         from_every_event = engine._reconstruct(cid, rows)
         assert vars(engine._reconstruct(cid, rows, snapshot)) == vars(from_every_event)
+
+
+def test_a_step_writes_only_the_customer_tables_its_new_facts_changed():
+    from tests.events import purchase
+
+    rt = fresh()
+    rt.engine.ingest([purchase("shop:1", "2026-01-02T10:00:00Z", "o-1", id="p-1")])
+    rt.runner.catch_up(TODAY)
+    written = []
+    original = rt.views.write
+    with patch.object(rt.views, "write", side_effect=lambda change: written.append(change) or original(change)):
+        rt.engine.ingest([interaction("shop:1", "2026-01-03T10:00:00Z", id="i-1")])
+        rt.runner.catch_up(TODAY)
+        step = next(c for c in written if c.consumer == rt.runner.consumer and c.replace_entities)
+        assert set(step.replace_entities) == {"customer_current"}  # the purchase rows stand
+        # A fact earlier in business time than those taken: the whole history again, every table.
+        written.clear()
+        rt.engine.ingest([interaction("shop:1", "2026-01-01T10:00:00Z", id="i-0")])
+        rt.runner.catch_up(TODAY)
+        step = next(c for c in written if c.consumer == rt.runner.consumer and c.replace_entities)
+        assert {"customer_current", "customer_purchases", "stage_history"} <= set(step.replace_entities)
+    assert views(rt) == views(run([purchase("shop:1", "2026-01-02T10:00:00Z", "o-1", id="p-1"),
+                                   interaction("shop:1", "2026-01-03T10:00:00Z", id="i-1"),
+                                   interaction("shop:1", "2026-01-01T10:00:00Z", id="i-0")]))
