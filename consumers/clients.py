@@ -37,7 +37,9 @@ def _positive_murmur2(key: bytes) -> int:
     return murmur2(key) & 0x7FFFFFFF
 
 
-def consumer(settings: Settings, group_id: str, poll_batches: int = POLL_BATCHES, **tuning: Any) -> KafkaConsumer:
+def consumer(
+    settings: Settings, group_id: str, poll_batches: int = POLL_BATCHES, **tuning: Any
+) -> KafkaConsumer:
     """A consumer that commits nothing by itself; ``tuning``: further KafkaConsumer settings."""
     timeout = settings.group_timeout_ms
     return KafkaConsumer(

@@ -36,8 +36,10 @@ class ProjectService:
         # whole history, so a step costs by its customers more than by its events (110k events
         # through the runner: 30 s in steps of 500, 21 s in 2,000, 12 s in 10,000). A poll may
         # return 20 batches, and the broker waits up to 300 ms to gather half a MiB.
-        self.consumer = clients.consumer(self.settings, f"{self.settings.group_prefix}-project", poll_batches=20,
-                                         fetch_min_bytes=512 * 1024, fetch_max_wait_ms=300)
+        self.consumer = clients.consumer(
+            self.settings, f"{self.settings.group_prefix}-project", poll_batches=20,
+            fetch_min_bytes=512 * 1024, fetch_max_wait_ms=300,
+        )
         self._dirty = False
         self._last_refresh = 0.0
         # After a rebalance another process may have written these partitions: the runner drops

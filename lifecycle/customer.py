@@ -223,7 +223,8 @@ class Customer(Aggregate):
                 purchase_days=frozenset(state["purchase_days"]),
                 orders=frozenset(state["orders"]),
             ),
-            paid={order: (amount, sys.intern(currency)) for order, (amount, currency) in state["paid"].items()},
+            paid={order: (amount, sys.intern(currency))
+                  for order, (amount, currency) in state["paid"].items()},
             refunded=dict(state["refunded"]),
             erasure_requested=state["erasure_requested"],
             erased=state["erased"],

@@ -128,8 +128,8 @@ class LifecycleEngine(Application[UUID]):
         2. classify each item: malformed, duplicate (in the batch or the ledger), or to apply
         3. apply the rest through the aggregates; refusals (and malformed items) get receipts
         4. write ledger rows, domain events, receipts, the snapshots of customers that passed a
-           multiple of ``snapshots.EVERY`` and the position in one transaction, then destroy the keys
-           of customers whose erasure was requested
+           multiple of ``snapshots.EVERY`` and the position in one transaction, then destroy the
+           keys of customers whose erasure was requested
         5. remember the aggregates for the next batch
         """
         # 1. a redelivered batch (its position is stored) changes nothing
@@ -179,7 +179,8 @@ class LifecycleEngine(Application[UUID]):
         pending = [e for r in receipts for e in r.collect_events()]
         pending += [e for agg in ws.touched.values() for e in agg.collect_events()]
         if pending or ledger_rows or tracking is not None:
-            self.events.put(pending, tracking=tracking, **{ledger.ROWS: ledger_rows, ledger.SNAPSHOTS: due})
+            self.events.put(pending, tracking=tracking,
+                            **{ledger.ROWS: ledger_rows, ledger.SNAPSHOTS: due})
         # Erasures requested in this batch: the Erased facts are committed, now the keys go.
         # (A crash right here leaves a key behind; `lifecycle customer forget` finishes the job,
         # and the views already drop the data of an erased customer.)
@@ -289,8 +290,8 @@ class LifecycleEngine(Application[UUID]):
     ) -> set[UUID]:
         """Which inbound events of this batch the ledger holds (returned), and its customers that
         the cache does not hold, from their snapshots and the events after them: one query each
-        for the batch, instead of one read per customer once the customers outnumber the cache. Then the customers' keys in one
-        more query (new customers get theirs made together)."""
+        for the batch, instead of one read per customer once the customers outnumber the cache.
+        Then the customers' keys in one more query (new customers get theirs made together)."""
         customers = {ids.customer_id(p.subject) for p in parsed if isinstance(p, InboundEvent)}
         # Not ``customers - self._cache.keys()``: that hashes every cached id (UUID's hash is
         # Python code): ten times the batch's customers once the cache is full.
@@ -306,7 +307,10 @@ class LifecycleEngine(Application[UUID]):
         return stored
 
     def _reconstruct(
-        self, aggregate_id: UUID, rows: Sequence[tuple[int, str, bytes]], snapshot: tuple[int, bytes] | None = None
+        self,
+        aggregate_id: UUID,
+        rows: Sequence[tuple[int, str, bytes]],
+        snapshot: tuple[int, bytes] | None = None,
     ) -> Aggregate:
         """The aggregate from its latest snapshot, if any, and its stored rows after it, as
         ``repository.get`` would rebuild it from every row.
@@ -335,7 +339,9 @@ class LifecycleEngine(Application[UUID]):
         if not rows:
             return None
         # Only a history that passed snapshots.EVERY can have a snapshot (a deal never has one).
-        snapshot = self.recorder.snapshots([aggregate_id]).get(aggregate_id) if len(rows) >= snapshots.EVERY else None
+        snapshot = None
+        if len(rows) >= snapshots.EVERY:
+            snapshot = self.recorder.snapshots([aggregate_id]).get(aggregate_id)
         aggregate = self._reconstruct(aggregate_id, rows, snapshot)
         self._remember(aggregate)
         return aggregate

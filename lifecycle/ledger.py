@@ -143,7 +143,8 @@ class SQLiteLedgerRecorder(SQLiteProcessRecorder):
         if snapshots := kwargs.get(SNAPSHOTS):
             c.executemany(f"INSERT INTO {self.snapshots_table_name} AS s (aggregate_id, version, state) "
                           "VALUES (?, ?, ?) ON CONFLICT (aggregate_id) DO UPDATE "
-                          "SET version = excluded.version, state = excluded.state WHERE excluded.version > s.version",
+                          "SET version = excluded.version, state = excluded.state "
+                          "WHERE excluded.version > s.version",
                           [(i.hex, version, state) for i, version, state in _in_id_order(snapshots)])
         return returning
 
