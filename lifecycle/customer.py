@@ -16,11 +16,11 @@ from eventsourcing.domain import Aggregate
 
 from lifecycle.errors import RuleViolation
 from lifecycle.rules import SWEEP, Fact, Progress, Transition, advance, decide
+from lifecycle.stages import StageModel
 
 #: The shape of ``Customer.snapshot_state``: raise it whenever the state, or what an event does
 #: to it, changes; stored snapshots of another format are then ignored (``lifecycle.snapshots``).
 SNAPSHOT_FORMAT = 1
-from lifecycle.stages import StageModel
 
 
 class Customer(Aggregate):
@@ -217,7 +217,7 @@ class Customer(Aggregate):
             _pending_events=[],
             key=state["key"],
             progress=Progress(
-                stage=state["stage"],
+                stage=sys.intern(state["stage"]),  # one string per stage name, as rules.advance
                 stage_since=state["stage_since"],
                 last_activity_at=state["last_activity_at"],
                 purchase_days=frozenset(state["purchase_days"]),

@@ -2,7 +2,7 @@
 
 Ingest keeps a bounded cache of customers; once the customers outnumber it, every batch reloads
 some from the store, and without snapshots a reload decoded the customer's whole history: at
-400k inbound events, ~37 events per reload and a third of ingest's time (bench/PROFILE.md).
+400k inbound events, ~37 events per reload and 47% of ingest's time (bench/PROFILE.md).
 
 A snapshot is ``Customer.snapshot_state()`` encoded the way the mapper encodes an event
 (transcoder, then the compressor and cipher when the store has them), stored by the event
