@@ -26,7 +26,6 @@ the ledger and the snapshots; ``process_recorder`` picks the one for the applica
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection, Sequence
 from typing import Any
 from uuid import UUID
@@ -149,17 +148,14 @@ class SQLiteLedgerRecorder(SQLiteProcessRecorder):
         return returning
 
     def snapshots(self, aggregate_ids: Collection[UUID]) -> dict[UUID, tuple[int, bytes]]:
-        wanted = json.dumps([i.hex for i in set(aggregate_ids)])
-        return {UUID(i): (version, bytes(state)) for i, version, state in lookup.sqlite_rows(
+        return {UUID(i): (version, bytes(state)) for i, version, state in lookup.sqlite_rows_for(
             self, f"SELECT aggregate_id, version, state FROM {self.snapshots_table_name} "
-            "WHERE aggregate_id IN (SELECT value FROM json_each(?))", (wanted,))}
+            "WHERE aggregate_id IN (SELECT value FROM json_each(?))", aggregate_ids)}
 
     def seen(self, receipt_ids: Collection[UUID]) -> dict[UUID, str]:
-        # One JSON parameter, not a placeholder per id: one prepared statement for every length.
-        wanted = json.dumps([rid.hex for rid in set(receipt_ids)])
-        return {UUID(rid): outcome for rid, outcome in lookup.sqlite_rows(
+        return {UUID(rid): outcome for rid, outcome in lookup.sqlite_rows_for(
             self, f"SELECT receipt_id, outcome FROM {self.ledger_table_name} "
-            "WHERE receipt_id IN (SELECT value FROM json_each(?))", (wanted,))}
+            "WHERE receipt_id IN (SELECT value FROM json_each(?))", receipt_ids)}
 
     def ledger(self) -> dict[UUID, str]:
         return {UUID(rid): outcome for rid, outcome in
@@ -171,15 +167,17 @@ class PostgresLedgerRecorder(PostgresProcessRecorder):
                  tracking_table_name: str = "notification_tracking") -> None:
         super().__init__(datastore, events_table_name=events_table_name,
                          tracking_table_name=tracking_table_name)
-        name = events_table_name.removesuffix("_events") + "_inbound_ledger"
-        self.check_identifier_length(name)
         schema = lookup.quoted_identifier(datastore.schema)
-        self.ledger_table = f"{schema}.{lookup.quoted_identifier(name)}"
+
+        def beside_events(suffix: str) -> tuple[str, str]:
+            """A table named after the events table's prefix: (name, qualified and quoted)."""
+            name = events_table_name.removesuffix("_events") + suffix
+            self.check_identifier_length(name)
+            return name, f"{schema}.{lookup.quoted_identifier(name)}"
+
+        self.ledger_table_name, self.ledger_table = beside_events("_inbound_ledger")
+        _, self.snapshots_table = beside_events("_aggregate_snapshots")
         self.events_table = f"{schema}.{lookup.quoted_identifier(events_table_name)}"
-        self.ledger_table_name = name
-        snapshots = events_table_name.removesuffix("_events") + "_aggregate_snapshots"
-        self.check_identifier_length(snapshots)
-        self.snapshots_table = f"{schema}.{lookup.quoted_identifier(snapshots)}"
 
         # The library's insert sends the batch as an array of a composite type, which psycopg
         # writes as text in Python, escaping every state's bytes (a quarter of ingest's CPU);
@@ -233,23 +231,13 @@ class PostgresLedgerRecorder(PostgresProcessRecorder):
         ), prepare=True, binary=True)
 
     def seen(self, receipt_ids: Collection[UUID]) -> dict[UUID, str]:
-        wanted = list(dict.fromkeys(receipt_ids))
-        found: dict[UUID, str] = {}
-        chunk = lookup.CHUNK  # ids per query, as the other look-ups of many ids
-        for start in range(0, len(wanted), chunk):
-            found.update(lookup.postgres_rows(
-                self, f"SELECT receipt_id, outcome FROM {self.ledger_table} WHERE receipt_id = ANY(%b)",
-                (wanted[start:start + chunk],)))
-        return found
+        return dict(lookup.postgres_rows_for(
+            self, f"SELECT receipt_id, outcome FROM {self.ledger_table} WHERE receipt_id = ANY(%b)", receipt_ids))
 
     def ledger(self) -> dict[UUID, str]:
         return dict(lookup.postgres_rows(self, f"SELECT receipt_id, outcome FROM {self.ledger_table}", ()))
 
     def snapshots(self, aggregate_ids: Collection[UUID]) -> dict[UUID, tuple[int, bytes]]:
-        wanted = list(set(aggregate_ids))
-        found: dict[UUID, tuple[int, bytes]] = {}
-        for start in range(0, len(wanted), lookup.CHUNK):
-            found.update((i, (version, bytes(state))) for i, version, state in lookup.postgres_rows(
-                self, f"SELECT aggregate_id, version, state FROM {self.snapshots_table} "
-                "WHERE aggregate_id = ANY(%b)", (wanted[start:start + lookup.CHUNK],)))
-        return found
+        return {i: (version, bytes(state)) for i, version, state in lookup.postgres_rows_for(
+            self, f"SELECT aggregate_id, version, state FROM {self.snapshots_table} "
+            "WHERE aggregate_id = ANY(%b)", aggregate_ids)}

@@ -11,12 +11,13 @@ per customer.
 UUID and a frozen dataclass per row (a fifth of reading the log for a rebuild).
 
 Each runs one statement in the recorder's own connection (``_select``, through ``postgres_rows``
-or ``sqlite_rows``, which the inbound ledger reads with too); a recorder of another kind (in
+or ``sqlite_rows``, which the inbound ledger reads with too, as with their ``*_for`` many-id forms); a recorder of another kind (in
 memory) is asked through the library, which costs nothing there.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Sequence
 from typing import Any
 from uuid import UUID
@@ -115,6 +116,21 @@ def postgres_rows(recorder: Any, statement: str, params: Sequence[Any]) -> list[
         raise StoreError(f"event store failed: {e}") from e
 
 
+def postgres_rows_for(recorder: Any, statement: str, ids: Collection[UUID]) -> list[Sequence[Any]]:
+    """Rows of ``statement`` for many ids (its one parameter, ``= ANY(%b)``), CHUNK ids a query."""
+    wanted = list(dict.fromkeys(ids))
+    rows: list[Sequence[Any]] = []
+    for start in range(0, len(wanted), CHUNK):
+        rows += postgres_rows(recorder, statement, (wanted[start:start + CHUNK],))
+    return rows
+
+
+def sqlite_rows_for(recorder: Any, statement: str, ids: Collection[UUID]) -> list[Sequence[Any]]:
+    """Rows of ``statement`` for many ids, given as one JSON list of hex ids (``IN (SELECT value
+    FROM json_each(?))``): one prepared statement for every number of ids, not one per length."""
+    return sqlite_rows(recorder, statement, (json.dumps([i.hex for i in set(ids)]),))
+
+
 def sqlite_rows(recorder: Any, statement: str, params: Sequence[Any]) -> list[Sequence[Any]]:
     """Rows of one statement in a SQLite recorder's own connection (a read transaction)."""
     try:
@@ -136,6 +152,3 @@ def quoted_identifier(identifier: str) -> str:
     """A PostgreSQL identifier, quoted (the library's own names, from its settings)."""
     return '"' + identifier.replace('"', '""') + '"'
 
-
-def _uuid(value: Any) -> UUID:
-    return value if isinstance(value, UUID) else UUID(str(value))
