@@ -9,7 +9,7 @@ see eventsourcing objects, only these.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple, Protocol
@@ -19,7 +19,7 @@ import orjson
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import resolve_topic
 
-from lifecycle.lookup import notifications_after
+from lifecycle.lookup import notifications_after, notifications_by_aggregate
 
 _BASE_ATTRIBUTES = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic"})
 
@@ -41,6 +41,15 @@ class LogEvent(NamedTuple):
 class LogSource(Protocol):
     def read(self, after: int | None, limit: int) -> Sequence[LogEvent]:
         """Events with a position greater than ``after`` (all when None), oldest first."""
+        ...
+
+    def last_position(self) -> int:
+        """The position of the newest event (0 when there is none)."""
+        ...
+
+    def histories(self, last: int, page: int) -> Iterator[list[LogEvent]]:
+        """Every aggregate's events with a position up to ``last``, one aggregate's whole
+        history (in version order) at a time, reading ``page`` events per query."""
         ...
 
 
@@ -94,6 +103,30 @@ class EngineLogSource:
                 self.engine.recorder, after or 0, limit
             )
         ]
+
+    def last_position(self) -> int:
+        return self.engine.recorder.max_notification_id() or 0
+
+    def histories(self, last: int, page: int) -> Iterator[list[LogEvent]]:
+        """Pages in the events table's key order; an aggregate whose history runs on into the
+        next page is held back until it is complete. A recorder in memory has no such order to
+        read along: its log is read whole and sorted (it is in memory already)."""
+        after, held = None, []
+        while True:
+            rows = notifications_by_aggregate(self.engine.recorder, last, after, page)
+            if rows is None:
+                events = sorted(self.read(0, last) if last else [], key=lambda e: (e.aggregate_id, e.version))
+                yield from _grouped(events)
+                return
+            if not rows:
+                break
+            events = held + [self._event(*row[1:], row[0]) for row in rows]
+            after = (rows[-1][1], rows[-1][2])
+            groups = list(_grouped(events))
+            held = groups.pop()  # may go on in the next page
+            yield from groups
+        if held:
+            yield held
 
     def aggregate_events(self, aggregate_id: UUID, stored: Iterable[tuple[int, str, bytes]]) -> list[LogEvent]:
         """One aggregate's events from its stored ``(version, topic, state)`` rows (position 0)."""
@@ -155,6 +188,18 @@ class EngineLogSource:
             upcasts = getattr(cls, "class_version", 1) != 1
             self._names[topic] = None if upcasts or not self._plain else (aggregate_type, name)
         return self._names[topic]
+
+
+def _grouped(events: list[LogEvent]) -> Iterator[list[LogEvent]]:
+    """Runs of consecutive events of one aggregate."""
+    group: list[LogEvent] = []
+    for event in events:
+        if group and event.aggregate_id != group[0].aggregate_id:
+            yield group
+            group = []
+        group.append(event)
+    if group:
+        yield group
 
 
 # The library writes ``timestamp`` first, then the event's fields in the order of its class. The

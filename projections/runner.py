@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 from collections import OrderedDict, defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -252,72 +252,72 @@ class ProjectionRunner:
         """Drop every view and derive it again from the whole log, each entity once.
 
         Following the log step by step would re-derive a customer at every page that holds one
-        of its events (dozens of times over a long log); a rebuild has the whole log, so:
+        of its events (dozens of times over a long log); a rebuild has the whole log, and reads
+        it entity by entity (the events table's key order), so nothing is read back:
 
         1. drop and create the views, position 0 (a crash from here on leaves position 0, and
            the next ``catch_up`` completes the views the ordinary way: the inbox ignores what
            it already holds)
-        2. copy the log into the inbox and the rejections page by page, noting the entities
-        3. derive each entity once from its whole history, a chunk of entities per transaction
-           (chunks bounded by entities and by events: their histories are in memory together)
-        4. store the position of the last event (only now), then refresh the summaries
+        2. note the log's last position: the rebuild takes the events up to it, ``catch_up``
+           the later ones
+        3. for a chunk of entities at a time (bounded by entities and by events: their
+           histories are in memory together), in one transaction: their events into the inbox,
+           their derived rows, the rejections among them
+        4. scrub the rejections of erased customers (a receipt's place in the key order has
+           nothing to do with its customer's)
+        5. store the position of step 2 (only now), then refresh the summaries
         """
         self._forget()
         # 1. drop and create
         self.store.drop(ALL_TABLES)
         self.store.create(ALL_TABLES)
         self.store.write(ViewChange(consumer=self.consumer, position=0))
-        # 2. copy
-        entities: dict[str, int] = defaultdict(int)  # events per entity, for step 3's chunks
-        position, copied = 0, 0
-        while events := self.source.read(position, self.batch_size):
+        # 2. the last position
+        last = self.source.last_position()
+        # 3. chunks of entities
+        copied, erased = 0, []
+        for chunk in _chunks(self.source.histories(last, self.batch_size)):
+            events = [event for history in chunk for event in history]
             self.refresh_keys(_customers_of(events))
-            rejections = []
-            for event in events:
-                if event.aggregate_type in _ENTITY_TYPES:
-                    entities[event.aggregate_id] += 1
-                elif event.aggregate_type == "InboundReceipt":
-                    row = rejection_row(event, self.reveal)
-                    if row is not None:
-                        rejections.append(row)
-            inbox = [_inbox_row(e) for e in events if e.aggregate_type in _ENTITY_TYPES]
-            self.store.write(ViewChange(consumer=self.consumer, position=None, append={
-                PROJECTION_INBOX.name: inbox, "rejections": rejections}))
-            position, copied = events[-1].position, copied + len(events)
+            replace: dict[str, dict[Any, list[dict[str, Any]]]] = defaultdict(dict)
+            inbox, rejections = [], []
+            for history in chunk:
+                kind = history[0].aggregate_type
+                if kind in _ENTITY_TYPES:
+                    entity_id = history[0].aggregate_id
+                    inbox += [_inbox_row(e) for e in history]
+                    self._derive(entity_id, history, replace)
+                    erased += self._erased_keys({entity_id: history}, {entity_id: {e.version: e for e in history}})
+                elif kind == "InboundReceipt":
+                    rejections += filter(None, (rejection_row(e, self.reveal) for e in history))
+            self.store.write(ViewChange(consumer=self.consumer, position=None, replace_entities=replace,
+                                        append={PROJECTION_INBOX.name: inbox, "rejections": rejections}))
+            copied += len(events)
             if progress is not None:
                 progress(len(events))
-        # 3. derive
-        for chunk in _chunks(entities):
-            self.refresh_keys(chunk)  # deal ids among them simply have no key
-            known: dict[str, dict[int, LogEvent]] = defaultdict(dict)
-            for row in self.store.rows(PROJECTION_INBOX.name, where={"entity_id": chunk}):
-                known[row["entity_id"]][row["version"]] = _from_inbox_row(row)
-            replace: dict[str, dict[Any, list[dict[str, Any]]]] = defaultdict(dict)
-            for entity_id in chunk:
-                self._derive(entity_id, [known[entity_id][v] for v in sorted(known[entity_id])], replace)
-            erased = self._erased_keys({e: list(known[e].values()) for e in chunk}, known)
-            for key in erased:
-                stored = self.store.rows("rejections", where={"subject": key})
-                replace["rejections"][key] = [_scrubbed(r) for r in stored]
+        # 4. erased customers' rejections
+        if erased:
+            replace = {"rejections": {key: [_scrubbed(r) for r in self.store.rows("rejections", where={"subject": key})]
+                                      for key in erased}}
             self.store.write(ViewChange(consumer=self.consumer, position=None, replace_entities=replace))
-        # 4. position, summaries
+        # 5. position, summaries
         if copied:
-            self.store.write(ViewChange(consumer=self.consumer, position=position))
+            self.store.write(ViewChange(consumer=self.consumer, position=last))
         self.refresh_summaries(today)
         return copied
 
 
-def _chunks(events_per_entity: dict[str, int]) -> Iterator[list[str]]:
-    """The entities in order, in chunks of at most REBUILD_ENTITIES entities and, unless one
+def _chunks(histories: Iterable[list[LogEvent]]) -> Iterator[list[list[LogEvent]]]:
+    """The histories in order, in chunks of at most REBUILD_ENTITIES entities and, unless one
     entity alone has more, REBUILD_EVENTS events."""
-    chunk: list[str] = []
+    chunk: list[list[LogEvent]] = []
     events = 0
-    for entity_id, count in events_per_entity.items():
-        if chunk and (len(chunk) == REBUILD_ENTITIES or events + count > REBUILD_EVENTS):
+    for history in histories:
+        if chunk and (len(chunk) == REBUILD_ENTITIES or events + len(history) > REBUILD_EVENTS):
             yield chunk
             chunk, events = [], 0
-        chunk.append(entity_id)
-        events += count
+        chunk.append(history)
+        events += len(history)
     if chunk:
         yield chunk
 

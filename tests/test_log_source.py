@@ -126,3 +126,28 @@ def test_numbers_orjson_would_misread_go_the_library_way(extra, tmp_path):
         assert source.aggregate_events(altered.originator_id, [(altered.originator_version, altered.topic, altered.state)]) == [expected]
     finally:
         rt.close()
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
+def test_histories_give_each_aggregate_whole_up_to_the_last_position(kind, tmp_path, request):
+    """What a rebuild reads: every event up to ``last`` exactly once, each aggregate's history
+    together and in version order, however the pages cut through the histories."""
+    rt = runtime_factory(kind, tmp_path, lambda: request.getfixturevalue("postgres_url"))()
+    try:
+        rt.ingest_lines(simulate(customers=30, seed=5, start=date(2024, 1, 1), days=200))
+        source = EngineLogSource(rt.engine)
+        everything = source.read(0, 100_000)
+        last = source.last_position()
+        assert last == everything[-1].position
+        cut = everything[len(everything) * 2 // 3].position  # a rebuild that began earlier
+        for upto in (last, cut):
+            expected = sorted((e for e in everything if e.position <= upto), key=lambda e: (e.aggregate_id, e.version))
+            for page in (1, 7, 100_000):
+                histories = list(source.histories(upto, page))
+                assert [e for history in histories for e in history] == expected
+                ids = [history[0].aggregate_id for history in histories]
+                assert len(ids) == len(set(ids))  # never split
+                assert all({e.aggregate_id for e in history} == {history[0].aggregate_id} for history in histories)
+        assert list(source.histories(0, 10)) == []
+    finally:
+        rt.close()

@@ -82,8 +82,10 @@ def test_a_rebuild_in_small_chunks_equals_one_in_a_single_chunk(lines, entities,
 def test_rebuild_chunks_are_bounded_by_entities_and_by_events():
     with patch.multiple("projections.runner", REBUILD_ENTITIES=3, REBUILD_EVENTS=10):
         counts = {"a": 4, "b": 4, "c": 4, "d": 30, "e": 1, "f": 1, "g": 1, "h": 1}
-        assert list(_chunks(counts)) == [["a", "b"], ["c"], ["d"], ["e", "f", "g"], ["h"]]
-    assert list(_chunks({})) == []
+        histories = [[name] * count for name, count in counts.items()]  # an event per item
+        chunks = [[history[0] for history in chunk] for chunk in _chunks(histories)]
+        assert chunks == [["a", "b"], ["c"], ["d"], ["e", "f", "g"], ["h"]]
+    assert list(_chunks([])) == []
 
 
 @SETTINGS
