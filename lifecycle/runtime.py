@@ -17,6 +17,7 @@ from lifecycle.config import Settings
 from lifecycle.engine import LifecycleEngine
 from lifecycle.errors import StoreError
 from lifecycle.keys import KeyRing, open_key_store
+from lifecycle.parallel import ingest_in_parallel
 from lifecycle.stages import load_stage_model
 from projections.log import EngineLogSource
 from projections.runner import ProjectionRunner
@@ -70,10 +71,21 @@ class Runtime:
         """Apply raw lines in batches of the configured size (blank lines are not events).
 
         Streams: only the totals are kept, so memory does not grow with the input; a caller
-        that wants each item's outcome gets every batch's result through ``on_batch``.
+        that wants each item's outcome gets every batch's result through ``on_batch``, in
+        stream order. A long stream is shared by ``ingest_workers`` processes when the store
+        is one that several processes can open (not in memory): see ``lifecycle.parallel``.
         """
+        events = (line.rstrip(b"\r\n") for line in lines if line.strip())
+        workers = self.settings.ingest_workers
+        if workers > 1 and self.settings.database_url != "memory://":
+            return ingest_in_parallel(self.settings, events, workers, self._ingest_here, on_batch)
+        return self._ingest_here(events, on_batch)
+
+    def _ingest_here(
+        self, lines: Iterable[bytes], on_batch: Callable[[BatchResult], None] | None
+    ) -> IngestTotals:
         totals = IngestTotals()
-        for batch in _batches((line for line in lines if line.strip()), self.settings.batch_size):
+        for batch in _batches(lines, self.settings.batch_size):
             result = self.engine.ingest(batch)
             totals.add(result)
             if on_batch is not None:
@@ -116,7 +128,7 @@ class Runtime:
 def _batches(lines: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
     batch: list[bytes] = []
     for line in lines:
-        batch.append(line.rstrip(b"\r\n"))
+        batch.append(line)
         if len(batch) == size:
             yield batch
             batch = []

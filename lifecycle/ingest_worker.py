@@ -1,0 +1,14 @@
+"""``python -m lifecycle.ingest_worker``: one worker process of a parallel ingest (see
+``lifecycle.parallel``), speaking pickled messages over its standard input and output."""
+
+import os
+import sys
+
+from lifecycle.parallel import work
+
+if __name__ == "__main__":
+    # The answers get the real standard output to themselves: anything printed goes to stderr.
+    answers = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    work(sys.stdin.buffer, answers)

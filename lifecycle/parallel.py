@@ -1,0 +1,251 @@
+"""One stream of inbound lines ingested by several processes (``LIFECYCLE_INGEST_WORKERS``).
+
+Ingest is CPU-bound Python (parsing, the rules, encryption, encoding): one process uses one core.
+Each worker process opens its own runtime on the same store and applies the batches it is sent,
+each in its own transaction, exactly as ``Runtime.ingest_lines`` does in one process.
+
+Correctness does not depend on how lines are shared out: the engine's optimistic concurrency and
+the inbound ledger's primary key make any two writers safe (a conflict is retried from a fresh
+read, a duplicate recorded by the other process is found in the ledger). Lines go to the worker
+of their subject only so that a customer's events stay in one process, in stream order, its
+aggregate warm in that process's cache, and conflicts stay rare.
+
+The parent (``ingest_in_parallel``):
+
+1. reads up to ``START_BATCHES`` batches per worker (the head); a stream that ends sooner is
+   ingested in this process (starting processes would cost more than it saves)
+2. starts the workers (new interpreters: each opens its own connections)
+3. ingests the head itself while they start (their imports took a second of a 6-second run)
+4. shares the rest out by subject into one batch per worker; a full batch goes to its worker
+   when it has fewer than ``QUEUED_BATCHES`` unanswered, so the parent waits when the workers
+   are behind and memory stays flat
+5. gathers the answers meanwhile: the totals count each worker batch (one transaction each);
+   ``on_batch`` gets every line's outcome in stream order, as from one process
+6. at the end of the stream sends the last batches and a stop to each worker and waits for all
+   answers; a worker that fails or dies stops the others and raises ``IngestWorkerError`` (what
+   was committed stays committed; ingesting the stream again completes it, the rest being
+   duplicates)
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import queue
+import re
+import subprocess
+import sys
+import threading
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
+from pathlib import Path
+from typing import IO, Any
+
+import lifecycle
+from lifecycle.batch import BatchResult, IngestTotals, ItemOutcome
+from lifecycle.config import Settings
+from lifecycle.errors import LifecycleError
+
+START_BATCHES = 4  # per worker, read before deciding to start processes
+QUEUED_BATCHES = 2  # per worker, sent and not yet answered
+_POLL_SECONDS = 0.2
+_SUBJECT = re.compile(rb'"subject"\s*:\s*"((?:[^"\\]|\\.)*)"')
+
+
+class IngestWorkerError(LifecycleError):
+    """A worker process of a parallel ingest failed or died; the message says why."""
+
+
+def worker_of(line: bytes, workers: int) -> int:
+    """The worker for a line: by its subject as written (by the whole line when none is
+    found: a malformed line belongs to nobody)."""
+    found = _SUBJECT.search(line)
+    return zlib.crc32(found[1] if found else line) % workers
+
+
+def ingest_in_parallel(
+    settings: Settings,
+    lines: Iterable[bytes],
+    workers: int,
+    in_process: Callable[[Iterable[bytes], Callable[[BatchResult], None] | None], IngestTotals],
+    on_batch: Callable[[BatchResult], None] | None = None,
+) -> IngestTotals:
+    """Steps in the module docstring. ``lines`` are non-blank and stripped of their line end;
+    ``in_process`` ingests lines in this process (step 1's short stream)."""
+    batch = settings.batch_size
+    stream = iter(lines)
+    # 1. a short stream stays here
+    head = list(islice(stream, START_BATCHES * workers * batch))
+    if len(head) < START_BATCHES * workers * batch:
+        return in_process(head, on_batch)
+    with _Pool(settings, workers, on_batch) as pool:  # 2. start
+        # 3. meanwhile, the head here: done before any later line is sent, so each customer's
+        # events are still applied in stream order
+        pool.totals = in_process(head, on_batch)
+        pool.next_place = len(head)
+        # 4. share out the rest
+        filling: list[list[bytes]] = [[] for _ in range(workers)]
+        places: list[list[int]] = [[] for _ in range(workers)]
+        for index, line in enumerate(stream, start=len(head)):
+            w = worker_of(line, workers)
+            filling[w].append(line)
+            places[w].append(index)
+            if len(filling[w]) == batch:
+                pool.send(w, filling[w], places[w])
+                filling[w], places[w] = [], []
+        # 6. the last batches, the stops, the results
+        for w in range(workers):
+            if filling[w]:
+                pool.send(w, filling[w], places[w])
+        return pool.finish()
+
+
+class _Pool:
+    """The worker processes (``python -m lifecycle.ingest_worker``: a fresh interpreter, not a
+    copy of the caller, whose main module may not expect to be imported again), pickled
+    messages over their standard input and output, and step 5's bookkeeping."""
+
+    def __init__(self, settings: Settings, workers: int, on_batch: Callable[[BatchResult], None] | None):
+        self.settings = settings
+        self.workers = workers
+        self.on_batch = on_batch
+        self.totals = IngestTotals()
+        self.results: queue.Queue[tuple[Any, ...]] = queue.Queue()  # from every worker's reader
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.readers: list[threading.Thread] = []
+        self.waiting = [0] * workers  # batches sent to each worker and not answered
+        self.places: dict[int, tuple[int, list[int]]] = {}  # batch number -> worker, lines' places
+        self.sent = 0
+        self.outcomes: dict[int, ItemOutcome] = {}  # place -> outcome, until handed on in order
+        self.next_place = 0
+
+    def __enter__(self) -> _Pool:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            [str(Path(lifecycle.__file__).parent.parent), os.environ.get("PYTHONPATH", "")])}
+        for w in range(self.workers):
+            process = subprocess.Popen([sys.executable, "-m", "lifecycle.ingest_worker"], env=env,
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            self.processes.append(process)
+            assert process.stdin is not None and process.stdout is not None
+            reader = threading.Thread(target=_read_results, args=(w, process.stdout, self.results),
+                                      name=f"lifecycle-ingest-{w}", daemon=True)
+            reader.start()
+            self.readers.append(reader)
+            self._write(w, self.settings)
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        for process in self.processes:
+            if process.poll() is None and exc_info[0] is not None:
+                process.kill()  # after a failure: its open transaction rolls back
+            if process.stdin is not None:
+                try:
+                    process.stdin.close()
+                except OSError:
+                    pass
+            process.wait()
+
+    def send(self, worker: int, lines: list[bytes], places: list[int]) -> None:
+        while self.waiting[worker] >= QUEUED_BATCHES:
+            self.gather()
+        number, self.sent = self.sent, self.sent + 1
+        self.places[number] = (worker, places)
+        self.waiting[worker] += 1
+        self._write(worker, (number, lines))
+
+    def finish(self) -> IngestTotals:
+        for w in range(self.workers):
+            self._write(w, None)
+        while self.places:
+            self.gather()
+        return self.totals
+
+    def _write(self, worker: int, message: Any) -> None:
+        stdin = self.processes[worker].stdin
+        assert stdin is not None
+        try:
+            pickle.dump(message, stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            stdin.flush()
+        except OSError:  # BrokenPipeError: it is gone; its last word, if any, says why
+            code = self.processes[worker].wait()
+            self.readers[worker].join(timeout=5)
+            while not self.results.empty():
+                self.gather()
+            raise IngestWorkerError(f"ingest worker {worker} stopped taking batches (status {code})") from None
+
+    def gather(self) -> None:
+        """5. wait for an answer, then take every answer that is in."""
+        message = self.results.get()
+        while True:
+            kind, worker, *rest = message
+            if kind == "failed":
+                raise IngestWorkerError(f"ingest worker {worker} failed: {rest[0]}")
+            if kind == "exited":
+                if self.waiting[worker]:
+                    code = self.processes[worker].wait()
+                    raise IngestWorkerError(f"ingest worker {worker} exited (status {code}) before "
+                                            f"answering {self.waiting[worker]} batch(es)")
+            else:
+                number, result = rest
+                self.totals.add(result)
+                _, places = self.places.pop(number)
+                self.waiting[worker] -= 1
+                if self.on_batch is not None:
+                    self.outcomes.update(zip(places, result.outcomes, strict=True))
+                    self.hand_on()
+            try:
+                message = self.results.get_nowait()
+            except queue.Empty:
+                return
+
+    def hand_on(self) -> None:
+        """The outcomes that now follow on from those handed on, in stream order."""
+        ready = []
+        while self.next_place in self.outcomes:
+            ready.append(self.outcomes.pop(self.next_place))
+            self.next_place += 1
+        if ready and self.on_batch is not None:
+            self.on_batch(BatchResult(tuple(ready)))
+
+
+def _read_results(worker: int, stdout: IO[bytes], results: queue.Queue[tuple[Any, ...]]) -> None:
+    """A worker's answers, in the parent, tagged with the worker: ("done", number, result) per
+    batch, ("failed", reason), and ("exited",) when its output ends."""
+    try:
+        while True:
+            kind, *rest = pickle.load(stdout)
+            results.put((kind, worker, *rest))
+    except EOFError:
+        results.put(("exited", worker))
+    except Exception as e:  # noqa: BLE001 - anything unreadable ends this worker's answers
+        results.put(("failed", worker, f"unreadable answer ({type(e).__name__}: {e})"))
+
+
+def work(stdin: IO[bytes], stdout: IO[bytes]) -> None:
+    """A worker process: the settings, then batches until the stop (None); a result per batch.
+    Any error is answered, not raised: the parent reports it."""
+    from lifecycle.runtime import Runtime  # the runtime module imports this one
+
+    def answer(message: tuple[Any, ...]) -> None:
+        pickle.dump(message, stdout, protocol=pickle.HIGHEST_PROTOCOL)
+        stdout.flush()
+
+    settings: Settings = pickle.load(stdin)
+    try:
+        rt = Runtime.open(settings)
+    except Exception as e:  # noqa: BLE001
+        answer(("failed", _described(e)))
+        return
+    try:
+        while (task := pickle.load(stdin)) is not None:
+            number, lines = task
+            answer(("done", number, rt.engine.ingest(lines)))
+    except Exception as e:  # noqa: BLE001
+        answer(("failed", _described(e)))
+    finally:
+        rt.close()
+
+
+def _described(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__

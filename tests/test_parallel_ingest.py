@@ -1,0 +1,155 @@
+"""A stream shared by several ingest processes (lifecycle.parallel) ends exactly as one process
+ends it: the same outcomes in stream order, the same views, duplicates across processes found,
+and a worker's failure reported, not hidden."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from contextlib import ExitStack
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from lifecycle.config import Settings, default_ingest_workers
+from lifecycle.parallel import START_BATCHES, IngestWorkerError, ingest_in_parallel, worker_of
+from lifecycle.runtime import Runtime
+from lifecycle.simulate import simulate
+from tests.events import ev
+from tests.test_cli import lifecycle
+from tests.pg import create_database, database_name, drop_database
+from tests.test_backends_agree import AS_OF, snapshot
+
+BATCH = 40
+WORKERS = 3
+
+
+def settings(kind: str, tmp_path: Path, request, workers: int) -> Settings:
+    url = request.getfixturevalue("postgres_url") if kind == "postgres" else None
+    return Settings(database_url=url, data_dir=tmp_path, stage_model_path=None, batch_size=BATCH,
+                    kafka_bootstrap=None, ingest_workers=workers)
+
+
+def twin(subject: str, n: int, detail: str = "/") -> bytes:
+    return ev("crm.interaction.recorded", subject, "2024-03-01T10:00:00Z",
+              {"channel": "web", "kind": "page_view", "detail": detail}, id=f"twin-{n}", source="test/twins")
+
+
+def stream() -> list[bytes]:
+    lines = simulate(customers=80, seed=11, start=date(2024, 1, 1), days=300)
+    # The same inbound event (source + id) with different content, in one subject: the first
+    # in the stream is accepted, as in one process.
+    twins = [twin("shop:1001", 1, "/first"), twin("shop:1001", 1, "/second")]
+    garbage = [b"not json", b'{"subject": "shop:1001", "truncated'] * 3
+    return lines[:500] + twins + garbage + lines[500:] + twins
+
+
+def ingest(rt: Runtime, lines: list[bytes]) -> tuple[object, list[tuple]]:
+    outcomes: list[tuple] = []
+    totals = rt.ingest_lines(lines, lambda result: outcomes.extend(
+        (o.outcome, o.source, o.event_id, o.subject) for o in result.outcomes))
+    rt.sweep(AS_OF)
+    rt.runner.catch_up(AS_OF)
+    return totals, outcomes
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
+def test_several_processes_end_as_one_does(kind, tmp_path, request):
+    lines = stream()
+    assert len(lines) > START_BATCHES * WORKERS * BATCH  # long enough to start the processes
+    ends = {}
+    for workers in (1, WORKERS):
+        with ExitStack() as stack:
+            opened = settings(kind, tmp_path / str(workers), request, workers)
+            if kind == "postgres" and workers > 1:  # a database of its own
+                server = request.getfixturevalue("pg_server")
+                opened = dataclasses.replace(opened, database_url=create_database(server))
+                stack.callback(drop_database, server, database_name(opened.database_url))
+            rt = Runtime.open(opened)
+            stack.callback(rt.close)
+            totals, outcomes = ingest(rt, lines)
+            ends[workers] = (totals, outcomes, snapshot(rt))
+    (one_totals, one_outcomes, one_end), (many_totals, many_outcomes, many_end) = ends[1], ends[WORKERS]
+    assert many_outcomes == one_outcomes  # every line's outcome, in stream order
+    assert len(many_outcomes) == len(lines)
+    assert [o[0] for o in many_outcomes if o[1] == "test/twins"] == ["accepted"] + ["duplicate"] * 3
+    assert dataclasses.replace(many_totals, batches=0) == dataclasses.replace(one_totals, batches=0)
+    assert many_totals.batches > one_totals.batches  # each process made its own transactions
+    assert many_end == one_end
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
+def test_one_inbound_event_under_several_subjects_is_accepted_once(kind, tmp_path, request):
+    """Its copies go to different processes, which race for it: exactly one is accepted
+    (which one depends on timing, as with Kafka partitions), whatever the interleaving."""
+    subjects = [f"shop:race-{k}" for k in range(6)]
+    copies = [twin(subject, n) for n in range(START_BATCHES * WORKERS * BATCH // 4) for subject in subjects[:4]]
+    rt = Runtime.open(settings(kind, tmp_path, request, WORKERS))
+    try:
+        outcomes: dict[str, list[str]] = {}
+        for _ in range(2):  # the second time, every copy is a duplicate
+            rt.ingest_lines(copies, lambda result: [outcomes.setdefault(o.event_id, []).append(o.outcome)
+                                                    for o in result.outcomes])
+        assert len(outcomes) == len(copies) // 4
+        for each in outcomes.values():
+            assert sorted(each) == ["accepted"] + ["duplicate"] * 7, each
+    finally:
+        rt.close()
+
+
+def test_the_command_line_names_rejected_lines_in_file_order(tmp_path):
+    """``lifecycle ingest`` with two processes: the reasons it prints name the right lines."""
+    lines = simulate(customers=30, seed=2, start=date(2024, 1, 1), days=200)[:300]
+    bad = {7: b"not json", 150: b'{"truncated', 299: b"[]"}
+    for number, line in bad.items():
+        lines[number - 1] = line
+    lines.insert(20, b"")  # a blank line is no event, but it is a line of the file
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    done = lifecycle(tmp_path, "ingest", str(path), LIFECYCLE_BATCH_SIZE="10", LIFECYCLE_INGEST_WORKERS="2")
+    assert done.returncode == 1, done.stderr
+    assert b"rejected 3" in done.stdout
+    named = re.findall(rb"rejected line (\d+)", done.stderr)
+    assert named == [b"7", b"151", b"300"]  # after the blank line, one more
+
+
+def test_a_short_stream_stays_in_the_calling_process(tmp_path, request):
+    calls = []
+
+    def here(lines, on_batch):
+        calls.append(list(lines))
+        return "in process"
+
+    short = stream()[: START_BATCHES * WORKERS * BATCH - 1]
+    found = ingest_in_parallel(settings("sqlite", tmp_path, request, WORKERS), iter(short), WORKERS, here)
+    assert found == "in process" and calls == [short]
+
+
+def test_a_worker_that_cannot_open_the_store_is_reported(tmp_path, request):
+    # Nothing listens on port 1 of the loopback: each worker's Runtime.open fails at once.
+    broken = dataclasses.replace(settings("sqlite", tmp_path, request, 2),
+                                 database_url="postgresql://postgres@127.0.0.1:1/nowhere")
+    with pytest.raises(IngestWorkerError, match=r"ingest worker \d failed: StoreError: cannot open the event store"):
+        ingest_in_parallel(broken, iter(stream()), 2, lambda lines, on_batch: None)
+
+
+def test_lines_of_one_subject_go_to_one_worker():
+    def line(subject: str, **data) -> bytes:
+        return json.dumps({"id": "x", "subject": subject, "data": data}).encode()
+
+    for workers in (2, 3, 4):
+        for n in range(50):
+            subject = f"shop:{n}"
+            assert worker_of(line(subject), workers) == worker_of(line(subject, amount=n), workers)
+            assert worker_of(b'{"subject" : "%s"}' % subject.encode(), workers) == worker_of(line(subject), workers)
+    assert len({worker_of(line(f"shop:{n}"), 3) for n in range(50)}) == 3  # they are shared out
+    assert worker_of(b"not json", 3) == worker_of(b"not json", 3)
+
+
+def test_the_default_is_one_process_more_than_the_cores_at_most_four(monkeypatch):
+    for cores, expected in ((1, 2), (2, 3), (3, 4), (16, 4), (None, 2)):
+        monkeypatch.setattr("os.cpu_count", lambda cores=cores: cores)
+        assert default_ingest_workers() == expected
+    assert Settings.from_env({"LIFECYCLE_INGEST_WORKERS": "1"}).ingest_workers == 1
