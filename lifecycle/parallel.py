@@ -37,7 +37,7 @@ import subprocess
 import sys
 import threading
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from itertools import islice
 from pathlib import Path
 from typing import IO, Any
@@ -49,7 +49,6 @@ from lifecycle.errors import LifecycleError
 
 START_BATCHES = 4  # per worker, read before deciding to start processes
 QUEUED_BATCHES = 2  # per worker, sent and not yet answered
-_POLL_SECONDS = 0.2
 _SUBJECT = re.compile(rb'"subject"\s*:\s*"((?:[^"\\]|\\.)*)"')
 
 
@@ -115,24 +114,28 @@ class _Pool:
         self.processes: list[subprocess.Popen[bytes]] = []
         self.readers: list[threading.Thread] = []
         self.waiting = [0] * workers  # batches sent to each worker and not answered
-        self.places: dict[int, tuple[int, list[int]]] = {}  # batch number -> worker, lines' places
+        self.places: dict[int, list[int]] = {}  # batch number -> its lines' places in the stream
         self.sent = 0
         self.outcomes: dict[int, ItemOutcome] = {}  # place -> outcome, until handed on in order
         self.next_place = 0
 
     def __enter__(self) -> _Pool:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            [str(Path(lifecycle.__file__).parent.parent), os.environ.get("PYTHONPATH", "")])}
-        for w in range(self.workers):
-            process = subprocess.Popen([sys.executable, "-m", "lifecycle.ingest_worker"], env=env,
-                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-            self.processes.append(process)
-            assert process.stdin is not None and process.stdout is not None
-            reader = threading.Thread(target=_read_results, args=(w, process.stdout, self.results),
-                                      name=f"lifecycle-ingest-{w}", daemon=True)
-            reader.start()
-            self.readers.append(reader)
-            self._write(w, self.settings)
+        paths = [str(Path(lifecycle.__file__).parent.parent), os.environ.get("PYTHONPATH", "")]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+        try:
+            for w in range(self.workers):
+                process = subprocess.Popen([sys.executable, "-m", "lifecycle.ingest_worker"], env=env,
+                                           stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                self.processes.append(process)
+                assert process.stdin is not None and process.stdout is not None
+                reader = threading.Thread(target=_read_results, args=(w, process.stdout, self.results),
+                                          name=f"lifecycle-ingest-{w}", daemon=True)
+                reader.start()
+                self.readers.append(reader)
+                self._write(w, self.settings)
+        except BaseException as e:
+            self.__exit__(type(e), e, e.__traceback__)  # the ones already started
+            raise
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -150,7 +153,7 @@ class _Pool:
         while self.waiting[worker] >= QUEUED_BATCHES:
             self.gather()
         number, self.sent = self.sent, self.sent + 1
-        self.places[number] = (worker, places)
+        self.places[number] = places
         self.waiting[worker] += 1
         self._write(worker, (number, lines))
 
@@ -189,7 +192,7 @@ class _Pool:
             else:
                 number, result = rest
                 self.totals.add(result)
-                _, places = self.places.pop(number)
+                places = self.places.pop(number)
                 self.waiting[worker] -= 1
                 if self.on_batch is not None:
                     self.outcomes.update(zip(places, result.outcomes, strict=True))
@@ -241,6 +244,8 @@ def work(stdin: IO[bytes], stdout: IO[bytes]) -> None:
         while (task := pickle.load(stdin)) is not None:
             number, lines = task
             answer(("done", number, rt.engine.ingest(lines)))
+    except EOFError:
+        pass  # the parent is gone (it stopped the ingest): nothing to answer
     except Exception as e:  # noqa: BLE001
         answer(("failed", _described(e)))
     finally:

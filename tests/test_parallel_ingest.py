@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from lifecycle.config import Settings, default_ingest_workers
-from lifecycle.parallel import START_BATCHES, IngestWorkerError, ingest_in_parallel, worker_of
+from lifecycle.parallel import START_BATCHES, IngestWorkerError, _Pool, ingest_in_parallel, worker_of
 from lifecycle.runtime import Runtime
 from lifecycle.simulate import simulate
 from tests.events import ev
@@ -133,6 +133,20 @@ def test_a_worker_that_cannot_open_the_store_is_reported(tmp_path, request):
                                  database_url="postgresql://postgres@127.0.0.1:1/nowhere")
     with pytest.raises(IngestWorkerError, match=r"ingest worker \d failed: StoreError: cannot open the event store"):
         ingest_in_parallel(broken, iter(stream()), 2, lambda lines, on_batch: None)
+
+
+def test_a_worker_that_dies_is_reported_and_the_others_are_stopped(tmp_path, request):
+    opened = settings("sqlite", tmp_path, request, 2)
+    Runtime.open(opened).close()  # the store exists, as when the caller has opened it
+    pool = _Pool(opened, 2, on_batch=None)
+    with pytest.raises(IngestWorkerError, match=r"ingest worker 0 (exited|stopped taking batches)"):
+        with pool:
+            pool.processes[0].kill()  # as the kernel's OOM killer would
+            lines = stream()[:BATCH]
+            pool.send(0, lines, list(range(BATCH)))
+            pool.send(1, lines, list(range(BATCH)))
+            pool.finish()
+    assert all(process.poll() is not None for process in pool.processes)
 
 
 def test_lines_of_one_subject_go_to_one_worker():
