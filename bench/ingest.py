@@ -15,7 +15,7 @@ transitions, deals). So there are two baselines, each on its own fresh store of 
 
 Each baseline runs once before and once after ours; their total events / total seconds is used.
 
-Ours runs as ``lifecycle ingest`` runs by default: ``default_ingest_workers()`` processes share
+Ours runs as ``lifecycle ingest`` runs by default: ``default_workers()`` processes share
 the stream (lifecycle.parallel; 3 on 2 cores). The raw library has no parallel save: its
 baseline is one process, as the issue describes it. ``*_1_process`` is ours in one process
 against the same baseline, for the like-for-like reading.
@@ -37,7 +37,7 @@ from bench.common import (
     sqlite_env,
     subjects_of,
 )
-from lifecycle.config import Settings, default_ingest_workers, event_store_env
+from lifecycle.config import Settings, default_workers, event_store_env
 from lifecycle.runtime import Runtime
 
 
@@ -100,7 +100,7 @@ def _measure(ctx: Context, name: str, ours_settings, raw_env) -> tuple[dict[str,
     lines = inbound_lines(n)
     keys = subjects_of(lines)
     transactions = math.ceil(n / batch)
-    workers = default_ingest_workers()
+    workers = default_workers()
     inbound_runs, stored_runs = [], []
     ctx.log(f"{name}: raw baseline, {n} events")
     with raw_env() as env:
@@ -131,7 +131,7 @@ def ingest_sqlite(ctx: Context) -> tuple[dict[str, float], dict[str, Any]]:
     def ours(lines: list[bytes], workers: int) -> dict[str, Any]:
         with scratch(ctx.workdir, "ours-sqlite") as d:
             settings = Settings(database_url=None, data_dir=d, stage_model_path=None,
-                                batch_size=ctx.sizes.batch, kafka_bootstrap=None, ingest_workers=workers)
+                                batch_size=ctx.sizes.batch, kafka_bootstrap=None, workers=workers)
             return _ours(settings, lines)
 
     figures, details = _measure(ctx, "ingest_sqlite", ours, raw_env)
@@ -152,7 +152,7 @@ def ingest_postgres(ctx: Context) -> tuple[dict[str, float], dict[str, Any]]:
     def ours(lines: list[bytes], workers: int) -> dict[str, Any]:
         with scratch(ctx.workdir, "ours-pg") as d, fresh_database(ctx) as url:
             settings = Settings(database_url=url, data_dir=d, stage_model_path=None,
-                                batch_size=ctx.sizes.batch, kafka_bootstrap=None, ingest_workers=workers)
+                                batch_size=ctx.sizes.batch, kafka_bootstrap=None, workers=workers)
             return _ours(settings, lines)
 
     figures, details = _measure(ctx, "ingest_postgres", ours, raw_env)

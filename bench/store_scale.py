@@ -70,6 +70,7 @@ def store_scale(ctx: Context) -> tuple[dict[str, float], dict[str, Any]]:
     figures = {
         "rss_growth": top["vmhwm_kib_ingest"] / base["vmhwm_kib_ingest"] - 1,
         "rebuild": rebuild_per_s / raw_per_s,
+        "rebuild_1_process": rebuilt["stored"] / rebuilt["rebuild_1_process_seconds"] / raw_per_s,
     }
     mib = 1024
     details = {
@@ -83,6 +84,8 @@ def store_scale(ctx: Context) -> tuple[dict[str, float], dict[str, Any]]:
         "rebuild": {
             "inbound": rebuilt["inbound"], "stored_events": rebuilt["stored"],
             "customers": rebuilt["customers"], "rebuild_seconds": rebuilt["rebuild_seconds"],
+            "rebuild_workers": rebuilt["rebuild_workers"],
+            "rebuild_1_process_seconds": rebuilt["rebuild_1_process_seconds"],
             "rebuild_per_s": rebuild_per_s, "raw_read_seconds": rebuilt["raw_read_seconds"],
             "raw_read_per_s": raw_per_s, "page": rebuilt["page"],
             "peak_rss_mib_with_rebuild": rebuilt["vmhwm_kib_rebuild"] / mib,

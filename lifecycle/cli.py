@@ -341,7 +341,7 @@ def projections_rebuild(
         fail(f"unknown view {name!r}: choose one of {', '.join(names)}")
     with runtime() as rt, progress_bar() as bar:
         task = bar.add_task("rebuilding", total=rt.engine.recorder.max_notification_id() or 0)
-        applied = rt.runner.rebuild(progress=lambda n: bar.advance(task, n))
+        applied = rt.rebuild(progress=lambda n: bar.advance(task, n))
     scope = "all views" if name is None else f"{name} (with all views: they share one derivation)"
     out.print(f"rebuilt {scope} from {applied} events")
 

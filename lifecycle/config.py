@@ -42,7 +42,7 @@ class Settings:
     group_timeout_ms: int = 30_000
     group_prefix: str = "lifecycle"
     cache_customers: int = 5_000
-    ingest_workers: int = 1  # processes for one stream of lines (lifecycle.parallel)
+    workers: int = 1  # processes for a long stream of lines or a rebuild (lifecycle.parallel)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -63,7 +63,7 @@ class Settings:
             group_timeout_ms=_positive_int(env, "LIFECYCLE_KAFKA_GROUP_TIMEOUT_MS", 30_000),
             group_prefix=env.get("LIFECYCLE_KAFKA_GROUP_PREFIX") or "lifecycle",
             cache_customers=_positive_int(env, "LIFECYCLE_CACHE_CUSTOMERS", 5_000),
-            ingest_workers=_positive_int(env, "LIFECYCLE_INGEST_WORKERS", default_ingest_workers()),
+            workers=_positive_int(env, "LIFECYCLE_WORKERS", default_workers()),
         )
 
     def describe_store(self) -> str:
@@ -80,11 +80,11 @@ class Settings:
         return event_store_env(self.database_url, self.data_dir)
 
 
-def default_ingest_workers() -> int:
-    """One ingest process more than the machine has cores, at most four: the store takes the
-    writes one at a time, and while one process waits for it another can compute (measured on
-    2 cores, 100k events: 2 processes 1.7x one on SQLite, 3 processes 2.1x; beyond that they
-    mostly wait)."""
+def default_workers() -> int:
+    """One process more than the machine has cores, at most four: the store takes the writes
+    one at a time, and while one process waits for it another can compute (measured on 2 cores,
+    100k events ingested: 2 processes 1.5-1.7x one on SQLite, 3 processes 1.5-2.1x; beyond that
+    they mostly wait)."""
     return max(1, min((os.cpu_count() or 1) + 1, 4))
 
 

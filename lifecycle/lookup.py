@@ -93,27 +93,35 @@ def notifications_after(recorder: Any, after: int, limit: int) -> list[tuple[int
 
 
 def notifications_by_aggregate(
-    recorder: Any, last: int, after: tuple[str, int] | None, limit: int
+    recorder: Any, last: int, after: tuple[str, int] | None, limit: int, below: str | None = None
 ) -> list[tuple[int, str, int, str, bytes]] | None:
     """Up to ``limit`` stored events with a notification id up to ``last``, in the order of the
     events table's key (aggregate id, version), from just after the key ``after`` (aggregate id
-    as text, version; None: from the first), as ``notifications_after`` gives them. Each
-    aggregate's history comes together, read along the key's index. None for a recorder of
-    another kind."""
+    as text, version; None: from the first) and, with ``below``, of aggregates whose id comes
+    before it; as ``notifications_after`` gives them. Each aggregate's history comes together,
+    read along the key's index. None for a recorder of another kind."""
     postgres = ("SELECT notification_id, originator_id, originator_version, topic, state FROM {table} "
-                "WHERE notification_id <= %s{after} ORDER BY originator_id, originator_version LIMIT %s")
+                "WHERE notification_id <= %s{after}{below} ORDER BY originator_id, originator_version LIMIT %s")
     sqlite = ("SELECT rowid, originator_id, originator_version, topic, state FROM {table} "
-              "WHERE rowid <= ?{after} ORDER BY originator_id, originator_version LIMIT ?")
-    if after is None:
-        postgres_params: tuple[Any, ...] = (last, limit)
-        sqlite_params: tuple[Any, ...] = (last, limit)
-        postgres, sqlite = postgres.replace("{after}", ""), sqlite.replace("{after}", "")
-    else:
+              "WHERE rowid <= ?{after}{below} ORDER BY originator_id, originator_version LIMIT ?")
+    postgres_params: list[Any] = [last]
+    sqlite_params: list[Any] = [last]
+    clauses = {"after": ("", ""), "below": ("", "")}
+    if after is not None:
         aggregate_id = UUID(after[0])
-        postgres_params = (last, aggregate_id, after[1], limit)
-        sqlite_params = (last, aggregate_id.hex, after[1], limit)
-        postgres = postgres.replace("{after}", " AND (originator_id, originator_version) > (%s, %s)")
-        sqlite = sqlite.replace("{after}", " AND (originator_id, originator_version) > (?, ?)")
+        postgres_params += [aggregate_id, after[1]]
+        sqlite_params += [aggregate_id.hex, after[1]]
+        clauses["after"] = (" AND (originator_id, originator_version) > (%s, %s)",
+                            " AND (originator_id, originator_version) > (?, ?)")
+    if below is not None:
+        postgres_params.append(UUID(below))
+        sqlite_params.append(UUID(below).hex)
+        clauses["below"] = (" AND originator_id < %s", " AND originator_id < ?")
+    postgres_params.append(limit)
+    sqlite_params.append(limit)
+    for name, (in_postgres, in_sqlite) in clauses.items():
+        postgres = postgres.replace("{" + name + "}", in_postgres)
+        sqlite = sqlite.replace("{" + name + "}", in_sqlite)
     rows = _select(recorder, postgres, sqlite, postgres_params, sqlite_params)
     if rows is None:
         return None

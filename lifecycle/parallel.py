@@ -1,8 +1,11 @@
-"""One stream of inbound lines ingested by several processes (``LIFECYCLE_INGEST_WORKERS``).
+"""Ingest of one stream of lines, and a rebuild of the views, by several processes
+(``LIFECYCLE_WORKERS``).
 
-Ingest is CPU-bound Python (parsing, the rules, encryption, encoding): one process uses one core.
-Each worker process opens its own runtime on the same store and applies the batches it is sent,
-each in its own transaction, exactly as ``Runtime.ingest_lines`` does in one process.
+Both are CPU-bound Python (parsing, the rules, encryption, encoding; decoding, deriving, writing
+rows): one process uses one core. Each worker process opens its own runtime on the same store
+and does what it is sent: batches of lines, each in its own transaction, exactly as
+``Runtime.ingest_lines`` does in one process; or a range of entity ids of a rebuild
+(``ProjectionRunner.rebuild_part``), whose entities no other part touches.
 
 Correctness does not depend on how lines are shared out: the engine's optimistic concurrency and
 the inbound ledger's primary key make any two writers safe (a conflict is retried from a fresh
@@ -10,7 +13,7 @@ read, a duplicate recorded by the other process is found in the ledger). Lines g
 of their subject only so that a customer's events stay in one process, in stream order, its
 aggregate warm in that process's cache, and conflicts stay rare.
 
-The parent (``ingest_in_parallel``):
+The parent of an ingest (``ingest_in_parallel``):
 
 1. reads up to ``START_BATCHES`` batches per worker (the head); a stream that ends sooner is
    ingested in this process (starting processes would cost more than it saves)
@@ -22,9 +25,12 @@ The parent (``ingest_in_parallel``):
 5. gathers the answers meanwhile: the totals count each worker batch (one transaction each);
    ``on_batch`` gets every line's outcome in stream order, as from one process
 6. at the end of the stream sends the last batches and a stop to each worker and waits for all
-   answers; a worker that fails or dies stops the others and raises ``IngestWorkerError`` (what
+   answers; a worker that fails or dies stops the others and raises ``WorkerError`` (what
    was committed stays committed; ingesting the stream again completes it, the rest being
    duplicates)
+
+A rebuild (``rebuild_in_parallel``) gives each worker one range of the id space and waits for
+their counts and erased customers; ``ProjectionRunner`` does the steps before and after.
 """
 
 from __future__ import annotations
@@ -37,10 +43,11 @@ import subprocess
 import sys
 import threading
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from itertools import islice
 from pathlib import Path
 from typing import IO, Any
+from uuid import UUID
 
 import lifecycle
 from lifecycle.batch import BatchResult, IngestTotals, ItemOutcome
@@ -52,8 +59,8 @@ QUEUED_BATCHES = 2  # per worker, sent and not yet answered
 _SUBJECT = re.compile(rb'"subject"\s*:\s*"((?:[^"\\]|\\.)*)"')
 
 
-class IngestWorkerError(LifecycleError):
-    """A worker process of a parallel ingest failed or died; the message says why."""
+class WorkerError(LifecycleError):
+    """A worker process of a parallel ingest or rebuild failed or died; the message says why."""
 
 
 def worker_of(line: bytes, workers: int) -> int:
@@ -100,15 +107,35 @@ def ingest_in_parallel(
         return pool.finish()
 
 
+def key_ranges(parts: int) -> list[tuple[str | None, str | None]]:
+    """``parts`` ranges ``start <= id < stop`` of equal width that cover every UUID (None: open)."""
+    bounds: list[str | None] = [None, *(str(UUID(int=(2**128 * i) // parts)) for i in range(1, parts)), None]
+    return list(zip(bounds, bounds[1:]))
+
+
+def rebuild_in_parallel(
+    settings: Settings, last: int, workers: int, progress: Callable[[int], None] | None = None
+) -> tuple[int, list[str]]:
+    """Step 3 of ``ProjectionRunner.rebuild`` in ``workers`` processes, one range of entity ids
+    each: the events read, and the keys of the erased customers."""
+    with _Pool(settings, workers, on_batch=None, progress=progress) as pool:
+        for w, (start, stop) in enumerate(key_ranges(workers)):
+            pool.ask(w, ("rebuild", last, start, stop))
+        return pool.finish_parts()
+
+
 class _Pool:
     """The worker processes (``python -m lifecycle.ingest_worker``: a fresh interpreter, not a
     copy of the caller, whose main module may not expect to be imported again), pickled
     messages over their standard input and output, and step 5's bookkeeping."""
 
-    def __init__(self, settings: Settings, workers: int, on_batch: Callable[[BatchResult], None] | None):
+    def __init__(self, settings: Settings, workers: int, on_batch: Callable[[BatchResult], None] | None,
+                 progress: Callable[[int], None] | None = None):
         self.settings = settings
         self.workers = workers
         self.on_batch = on_batch
+        self.progress = progress
+        self.parts: list[tuple[int, Sequence[str]]] = []  # a rebuild's answers
         self.totals = IngestTotals()
         self.results: queue.Queue[tuple[Any, ...]] = queue.Queue()  # from every worker's reader
         self.processes: list[subprocess.Popen[bytes]] = []
@@ -155,7 +182,19 @@ class _Pool:
         number, self.sent = self.sent, self.sent + 1
         self.places[number] = places
         self.waiting[worker] += 1
-        self._write(worker, (number, lines))
+        self._write(worker, ("ingest", number, lines))
+
+    def ask(self, worker: int, task: tuple[Any, ...]) -> None:
+        """A task that is not a batch (a part of a rebuild): one per worker."""
+        self.waiting[worker] += 1
+        self._write(worker, task)
+
+    def finish_parts(self) -> tuple[int, list[str]]:
+        for w in range(self.workers):
+            self._write(w, None)
+        while any(self.waiting):
+            self.gather()
+        return sum(copied for copied, _ in self.parts), [key for _, erased in self.parts for key in erased]
 
     def finish(self) -> IngestTotals:
         for w in range(self.workers):
@@ -175,7 +214,7 @@ class _Pool:
             self.readers[worker].join(timeout=5)
             while not self.results.empty():
                 self.gather()
-            raise IngestWorkerError(f"ingest worker {worker} stopped taking batches (status {code})") from None
+            raise WorkerError(f"worker process {worker} stopped taking work (status {code})") from None
 
     def gather(self) -> None:
         """5. wait for an answer, then take every answer that is in."""
@@ -183,12 +222,18 @@ class _Pool:
         while True:
             kind, worker, *rest = message
             if kind == "failed":
-                raise IngestWorkerError(f"ingest worker {worker} failed: {rest[0]}")
+                raise WorkerError(f"worker process {worker} failed: {rest[0]}")
             if kind == "exited":
                 if self.waiting[worker]:
                     code = self.processes[worker].wait()
-                    raise IngestWorkerError(f"ingest worker {worker} exited (status {code}) before "
-                                            f"answering {self.waiting[worker]} batch(es)")
+                    raise WorkerError(f"worker process {worker} exited (status {code}) before "
+                                            f"answering {self.waiting[worker]} task(s)")
+            elif kind == "progress":
+                if self.progress is not None:
+                    self.progress(rest[0])
+            elif kind == "rebuilt":
+                self.parts.append((rest[0], rest[1]))
+                self.waiting[worker] -= 1
             else:
                 number, result = rest
                 self.totals.add(result)
@@ -213,8 +258,8 @@ class _Pool:
 
 
 def _read_results(worker: int, stdout: IO[bytes], results: queue.Queue[tuple[Any, ...]]) -> None:
-    """A worker's answers, in the parent, tagged with the worker: ("done", number, result) per
-    batch, ("failed", reason), and ("exited",) when its output ends."""
+    """A worker's answers (see ``work``), in the parent, tagged with the worker; ("exited",)
+    when its output ends."""
     try:
         while True:
             kind, *rest = pickle.load(stdout)
@@ -226,8 +271,10 @@ def _read_results(worker: int, stdout: IO[bytes], results: queue.Queue[tuple[Any
 
 
 def work(stdin: IO[bytes], stdout: IO[bytes]) -> None:
-    """A worker process: the settings, then batches until the stop (None); a result per batch.
-    Any error is answered, not raised: the parent reports it."""
+    """A worker process: the settings, then tasks until the stop (None): ("ingest", number,
+    lines) answered ("done", number, result); ("rebuild", last, start, stop) answered with
+    ("progress", events) per chunk, then ("rebuilt", events, erased keys). Any error is
+    answered, not raised: the parent reports it."""
     from lifecycle.runtime import Runtime  # the runtime module imports this one
 
     def answer(message: tuple[Any, ...]) -> None:
@@ -242,10 +289,15 @@ def work(stdin: IO[bytes], stdout: IO[bytes]) -> None:
         return
     try:
         while (task := pickle.load(stdin)) is not None:
-            number, lines = task
-            answer(("done", number, rt.engine.ingest(lines)))
+            if task[0] == "ingest":
+                _, number, lines = task
+                answer(("done", number, rt.engine.ingest(lines)))
+            else:
+                _, last, start, stop = task
+                copied, erased = rt.runner.rebuild_part(last, start, stop, progress=lambda n: answer(("progress", n)))
+                answer(("rebuilt", copied, erased))
     except EOFError:
-        pass  # the parent is gone (it stopped the ingest): nothing to answer
+        pass  # the parent is gone (it stopped the work): nothing to answer
     except Exception as e:  # noqa: BLE001
         answer(("failed", _described(e)))
     finally:

@@ -17,12 +17,17 @@ from lifecycle.config import Settings
 from lifecycle.engine import LifecycleEngine
 from lifecycle.errors import StoreError
 from lifecycle.keys import KeyRing, open_key_store
-from lifecycle.parallel import ingest_in_parallel
+from lifecycle.parallel import ingest_in_parallel, rebuild_in_parallel
 from lifecycle.stages import load_stage_model
 from projections.log import EngineLogSource
 from projections.runner import ProjectionRunner
 from projections.store import ViewStore, ViewStoreError, open_view_store
 from projections.store.postgres import exclusive_setup
+
+
+# Below this many stored events a rebuild stays in one process: starting processes would cost
+# more than they save.
+PARALLEL_REBUILD_EVENTS = 20_000
 
 
 @dataclass
@@ -72,14 +77,28 @@ class Runtime:
 
         Streams: only the totals are kept, so memory does not grow with the input; a caller
         that wants each item's outcome gets every batch's result through ``on_batch``, in
-        stream order. A long stream is shared by ``ingest_workers`` processes when the store
+        stream order. A long stream is shared by ``workers`` processes when the store
         is one that several processes can open (not in memory): see ``lifecycle.parallel``.
         """
         events = (line.rstrip(b"\r\n") for line in lines if line.strip())
-        workers = self.settings.ingest_workers
-        if workers > 1 and self.settings.database_url != "memory://":
-            return ingest_in_parallel(self.settings, events, workers, self._ingest_here, on_batch)
+        if self._shared_workers() > 1:
+            return ingest_in_parallel(self.settings, events, self.settings.workers, self._ingest_here, on_batch)
         return self._ingest_here(events, on_batch)
+
+    def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
+        """Every view derived again from the whole log (``ProjectionRunner.rebuild``); a log
+        of more than ``PARALLEL_REBUILD_EVENTS`` events by ``workers`` processes, each taking
+        a range of entity ids (``lifecycle.parallel``). The events read."""
+        workers = self._shared_workers()
+        if workers == 1 or (self.engine.recorder.max_notification_id() or 0) <= PARALLEL_REBUILD_EVENTS:
+            return self.runner.rebuild(progress=progress)
+        last = self.runner.start_rebuild()
+        copied, erased = rebuild_in_parallel(self.settings, last, workers, progress)
+        return self.runner.finish_rebuild(last, copied, erased)
+
+    def _shared_workers(self) -> int:
+        """Worker processes for a long job: several only on a store they can all open."""
+        return 1 if self.settings.database_url == "memory://" else self.settings.workers
 
     def _ingest_here(
         self, lines: Iterable[bytes], on_batch: Callable[[BatchResult], None] | None

@@ -47,9 +47,13 @@ class LogSource(Protocol):
         """The position of the newest event (0 when there is none)."""
         ...
 
-    def histories(self, last: int, page: int) -> Iterator[list[LogEvent]]:
+    def histories(
+        self, last: int, page: int, start: str | None = None, stop: str | None = None
+    ) -> Iterator[list[LogEvent]]:
         """Every aggregate's events with a position up to ``last``, one aggregate's whole
-        history (in version order) at a time, reading ``page`` events per query."""
+        history (in version order) at a time, in the order of their ids, reading ``page``
+        events per query; with ``start`` and ``stop`` (ids as text), only the aggregates with
+        ``start <= id < stop`` (a part of a rebuild)."""
         ...
 
 
@@ -107,15 +111,21 @@ class EngineLogSource:
     def last_position(self) -> int:
         return self.engine.recorder.max_notification_id() or 0
 
-    def histories(self, last: int, page: int) -> Iterator[list[LogEvent]]:
+    def histories(
+        self, last: int, page: int, start: str | None = None, stop: str | None = None
+    ) -> Iterator[list[LogEvent]]:
         """Pages in the events table's key order; an aggregate whose history runs on into the
         next page is held back until it is complete. A recorder in memory has no such order to
         read along: its log is read whole and sorted (it is in memory already)."""
-        after, held = None, []
+        # Version -1 comes before every stored version: the first page starts at ``start``.
+        after, held = None if start is None else (start, -1), []
         while True:
-            rows = notifications_by_aggregate(self.engine.recorder, last, after, page)
+            rows = notifications_by_aggregate(self.engine.recorder, last, after, page, below=stop)
             if rows is None:
-                events = sorted(self.read(0, last) if last else [], key=lambda e: (e.aggregate_id, e.version))
+                events = sorted(
+                    (e for e in (self.read(0, last) if last else [])
+                     if (start is None or e.aggregate_id >= start) and (stop is None or e.aggregate_id < stop)),
+                    key=lambda e: (e.aggregate_id, e.version))
                 yield from _grouped(events)
                 return
             if not rows:

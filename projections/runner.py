@@ -262,21 +262,32 @@ class ProjectionRunner:
            the later ones
         3. for a chunk of entities at a time (bounded by entities and by events: their
            histories are in memory together), in one transaction: their events into the inbox,
-           their derived rows, the rejections among them
+           their derived rows, the rejections among them (``rebuild_part``: several processes
+           can each take a range of entity ids, see ``lifecycle.parallel``)
         4. scrub the rejections of erased customers (a receipt's place in the key order has
            nothing to do with its customer's)
         5. store the position of step 2 (only now), then refresh the summaries
         """
+        last = self.start_rebuild()  # 1, 2
+        copied, erased = self.rebuild_part(last, progress=progress)  # 3
+        return self.finish_rebuild(last, copied, erased, today)  # 4, 5
+
+    def start_rebuild(self) -> int:
+        """Steps 1 and 2 of ``rebuild``; the last position."""
         self._forget()
-        # 1. drop and create
         self.store.drop(ALL_TABLES)
         self.store.create(ALL_TABLES)
         self.store.write(ViewChange(consumer=self.consumer, position=0))
-        # 2. the last position
-        last = self.source.last_position()
-        # 3. chunks of entities
+        return self.source.last_position()
+
+    def rebuild_part(
+        self, last: int, start: str | None = None, stop: str | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> tuple[int, list[str]]:
+        """Step 3 of ``rebuild`` for the entities with ``start <= id < stop`` (all by default):
+        the events read, and the customer keys of the erased customers among them."""
         copied, erased = 0, []
-        for chunk in _chunks(self.source.histories(last, self.batch_size)):
+        for chunk in _chunks(self.source.histories(last, self.batch_size, start, stop)):
             events = [event for history in chunk for event in history]
             self.refresh_keys(_customers_of(events))
             replace: dict[str, dict[Any, list[dict[str, Any]]]] = defaultdict(dict)
@@ -295,12 +306,15 @@ class ProjectionRunner:
             copied += len(events)
             if progress is not None:
                 progress(len(events))
-        # 4. erased customers' rejections
+        return copied, erased
+
+    def finish_rebuild(self, last: int, copied: int, erased: Sequence[str], today: date | None = None) -> int:
+        """Steps 4 and 5 of ``rebuild``, once every part is written; the events read."""
+        self._forget()  # a part written by another process is not in this one's caches
         if erased:
             replace = {"rejections": {key: [_scrubbed(r) for r in self.store.rows("rejections", where={"subject": key})]
                                       for key in erased}}
             self.store.write(ViewChange(consumer=self.consumer, position=None, replace_entities=replace))
-        # 5. position, summaries
         if copied:
             self.store.write(ViewChange(consumer=self.consumer, position=last))
         self.refresh_summaries(today)

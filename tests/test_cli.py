@@ -33,7 +33,7 @@ def lifecycle(tmp_path: Path, *args: str, stdin: bytes | None = None, **env: str
         (("report", "rfm"), {"LIFECYCLE_DATABASE_URL": "mysql://x/y"}, "unsupported LIFECYCLE_DATABASE_URL"),
         (("report", "rfm"), {"LIFECYCLE_BATCH_SIZE": "many"}, "LIFECYCLE_BATCH_SIZE must be a whole number"),
         (("report", "rfm"), {"LIFECYCLE_CACHE_CUSTOMERS": "0"}, "LIFECYCLE_CACHE_CUSTOMERS must be at least 1"),
-        (("report", "rfm"), {"LIFECYCLE_INGEST_WORKERS": "0"}, "LIFECYCLE_INGEST_WORKERS must be at least 1"),
+        (("report", "rfm"), {"LIFECYCLE_WORKERS": "0"}, "LIFECYCLE_WORKERS must be at least 1"),
     ],
 )
 def test_user_mistakes_give_one_clear_line_and_exit_2(tmp_path, args, env, message):

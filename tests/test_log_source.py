@@ -10,6 +10,7 @@ import pytest
 from lifecycle.ids import customer_id
 from lifecycle.inspect import customer_state
 from lifecycle.simulate import simulate
+from lifecycle.parallel import key_ranges
 from projections.customers import derive_customer
 from projections.log import EngineLogSource, log_event_of
 from tests.backends import runtime_factory
@@ -149,5 +150,14 @@ def test_histories_give_each_aggregate_whole_up_to_the_last_position(kind, tmp_p
                 assert len(ids) == len(set(ids))  # never split
                 assert all({e.aggregate_id for e in history} == {history[0].aggregate_id} for history in histories)
         assert list(source.histories(0, 10)) == []
+        # The parts of a rebuild: ranges of ids that together give the whole, each entity once.
+        for parts in (2, 3, 7):
+            ranges = key_ranges(parts)
+            pieces = [list(source.histories(last, 7, start, stop)) for start, stop in ranges]
+            assert [h for piece in pieces for h in piece] == list(source.histories(last, 100_000))
+            for (start, stop), piece in zip(ranges, pieces, strict=True):
+                assert all((start is None or h[0].aggregate_id >= start) and (stop is None or h[0].aggregate_id < stop)
+                           for h in piece)
+            assert sum(1 for piece in pieces if piece) > 1  # the ids are spread over the ranges
     finally:
         rt.close()

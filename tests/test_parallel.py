@@ -1,6 +1,7 @@
-"""A stream shared by several ingest processes (lifecycle.parallel) ends exactly as one process
-ends it: the same outcomes in stream order, the same views, duplicates across processes found,
-and a worker's failure reported, not hidden."""
+"""Work shared by several processes (lifecycle.parallel) ends exactly as in one process: an
+ingest gives the same outcomes in stream order and the same views, duplicates across processes
+found; a rebuild by ranges of entity ids gives the same views; a worker's failure is reported,
+not hidden."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from lifecycle.config import Settings, default_ingest_workers
-from lifecycle.parallel import START_BATCHES, IngestWorkerError, _Pool, ingest_in_parallel, worker_of
+from lifecycle.config import Settings, default_workers
+from lifecycle.parallel import START_BATCHES, WorkerError, _Pool, ingest_in_parallel, worker_of
 from lifecycle.runtime import Runtime
 from lifecycle.simulate import simulate
 from tests.events import ev
@@ -29,7 +30,7 @@ WORKERS = 3
 def settings(kind: str, tmp_path: Path, request, workers: int) -> Settings:
     url = request.getfixturevalue("postgres_url") if kind == "postgres" else None
     return Settings(database_url=url, data_dir=tmp_path, stage_model_path=None, batch_size=BATCH,
-                    kafka_bootstrap=None, ingest_workers=workers)
+                    kafka_bootstrap=None, workers=workers)
 
 
 def twin(subject: str, n: int, detail: str = "/") -> bytes:
@@ -108,11 +109,36 @@ def test_the_command_line_names_rejected_lines_in_file_order(tmp_path):
     lines.insert(20, b"")  # a blank line is no event, but it is a line of the file
     path = tmp_path / "in.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
-    done = lifecycle(tmp_path, "ingest", str(path), LIFECYCLE_BATCH_SIZE="10", LIFECYCLE_INGEST_WORKERS="2")
+    done = lifecycle(tmp_path, "ingest", str(path), LIFECYCLE_BATCH_SIZE="10", LIFECYCLE_WORKERS="2")
     assert done.returncode == 1, done.stderr
     assert b"rejected 3" in done.stdout
     named = re.findall(rb"rejected line (\d+)", done.stderr)
     assert named == [b"7", b"151", b"300"]  # after the blank line, one more
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
+def test_a_rebuild_by_several_processes_gives_the_views_of_one(kind, tmp_path, request, monkeypatch):
+    monkeypatch.setattr("lifecycle.runtime.PARALLEL_REBUILD_EVENTS", 0)  # a small log is shared too
+    unknown_type = json.dumps({"specversion": "1.0", "id": "u-1", "source": "test/suite", "type": "crm.no.such",
+                               "subject": "shop:1001", "time": "2024-02-01T00:00:00Z", "data": {}}).encode()
+    lines = stream() + [unknown_type]
+    rt = Runtime.open(settings(kind, tmp_path, request, 1))
+    try:
+        rt.ingest_lines(lines)
+        rt.forget("shop:1001")  # an erased customer with a malformed event: its bytes go
+        rt.runner.catch_up(AS_OF)
+        followed = snapshot(rt)
+        assert rt.views.rows("rejections", where={"subject": "shop:1001"})
+        rt.settings = dataclasses.replace(rt.settings, workers=WORKERS)
+        counted: list[int] = []
+        read = rt.rebuild(progress=counted.append)
+        rt.runner.refresh_summaries(AS_OF)
+        assert snapshot(rt) == followed
+        assert read == sum(counted) == rt.engine.recorder.max_notification_id()
+        assert rt.runner.store.position(rt.runner.consumer) == read
+        assert all(r["raw"] == "" for r in rt.views.rows("rejections", where={"subject": "shop:1001"}))
+    finally:
+        rt.close()
 
 
 def test_a_short_stream_stays_in_the_calling_process(tmp_path, request):
@@ -131,7 +157,7 @@ def test_a_worker_that_cannot_open_the_store_is_reported(tmp_path, request):
     # Nothing listens on port 1 of the loopback: each worker's Runtime.open fails at once.
     broken = dataclasses.replace(settings("sqlite", tmp_path, request, 2),
                                  database_url="postgresql://postgres@127.0.0.1:1/nowhere")
-    with pytest.raises(IngestWorkerError, match=r"ingest worker \d failed: StoreError: cannot open the event store"):
+    with pytest.raises(WorkerError, match=r"worker process \d failed: StoreError: cannot open the event store"):
         ingest_in_parallel(broken, iter(stream()), 2, lambda lines, on_batch: None)
 
 
@@ -139,7 +165,7 @@ def test_a_worker_that_dies_is_reported_and_the_others_are_stopped(tmp_path, req
     opened = settings("sqlite", tmp_path, request, 2)
     Runtime.open(opened).close()  # the store exists, as when the caller has opened it
     pool = _Pool(opened, 2, on_batch=None)
-    with pytest.raises(IngestWorkerError, match=r"ingest worker 0 (exited|stopped taking batches)"):
+    with pytest.raises(WorkerError, match=r"worker process 0 (exited|stopped taking work)"):
         with pool:
             pool.processes[0].kill()  # as the kernel's OOM killer would
             lines = stream()[:BATCH]
@@ -165,5 +191,5 @@ def test_lines_of_one_subject_go_to_one_worker():
 def test_the_default_is_one_process_more_than_the_cores_at_most_four(monkeypatch):
     for cores, expected in ((1, 2), (2, 3), (3, 4), (16, 4), (None, 2)):
         monkeypatch.setattr("os.cpu_count", lambda cores=cores: cores)
-        assert default_ingest_workers() == expected
-    assert Settings.from_env({"LIFECYCLE_INGEST_WORKERS": "1"}).ingest_workers == 1
+        assert default_workers() == expected
+    assert Settings.from_env({"LIFECYCLE_WORKERS": "1"}).workers == 1
