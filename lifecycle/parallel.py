@@ -125,7 +125,7 @@ def rebuild_in_parallel(
 
 
 class _Pool:
-    """The worker processes (``python -m lifecycle.ingest_worker``: a fresh interpreter, not a
+    """The worker processes (``python -m lifecycle.worker``: a fresh interpreter, not a
     copy of the caller, whose main module may not expect to be imported again), pickled
     messages over their standard input and output, and step 5's bookkeeping."""
 
@@ -151,12 +151,12 @@ class _Pool:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
         try:
             for w in range(self.workers):
-                process = subprocess.Popen([sys.executable, "-m", "lifecycle.ingest_worker"], env=env,
+                process = subprocess.Popen([sys.executable, "-m", "lifecycle.worker"], env=env,
                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
                 self.processes.append(process)
                 assert process.stdin is not None and process.stdout is not None
                 reader = threading.Thread(target=_read_results, args=(w, process.stdout, self.results),
-                                          name=f"lifecycle-ingest-{w}", daemon=True)
+                                          name=f"lifecycle-worker-{w}", daemon=True)
                 reader.start()
                 self.readers.append(reader)
                 self._write(w, self.settings)

@@ -1,4 +1,4 @@
-"""``python -m lifecycle.ingest_worker``: one worker process of a parallel ingest (see
+"""``python -m lifecycle.worker``: one worker process of a parallel ingest or rebuild (see
 ``lifecycle.parallel``), speaking pickled messages over its standard input and output."""
 
 import os
