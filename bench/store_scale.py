@@ -8,9 +8,11 @@ and the raw read again. Each child is a separate process, so each peak resident 
 
 - ``rss_growth`` = peak RSS after the ingest of rss_base × rss_factor events ÷ after rss_base
   events, minus 1 (the ingest only: the raw library builds no views either).
-- ``rebuild`` = events/s of rebuilding every view ÷ events/s of reading the same stored events
-  raw (``select_notifications`` in pages of the runner's size, 5000), at ``rebuild_point``;
-  the raw read runs just before and just after the rebuild and their mean is used.
+- ``rebuild`` = events/s of rebuilding every view as ``lifecycle projections rebuild`` does by
+  default (``default_workers()`` processes) ÷ events/s of reading the same stored events raw
+  (``select_notifications`` in pages of the runner's size, 5000, one process), at
+  ``rebuild_point``; the raw read runs just before and just after the rebuilds and their mean
+  is used. ``rebuild_1_process``: the same rebuild in one process, right after.
 - the embedded points of ``scale_curve``: inbound events/s of each child's ingest.
 """
 
