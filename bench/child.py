@@ -8,7 +8,8 @@ Reads FILE line by line into ``Runtime.ingest_lines`` (the input is never held i
 also times reading every stored event raw from the store in pages (the rebuild's baseline),
 the rebuild of every view as ``lifecycle projections rebuild`` does it by default
 (``default_workers()`` processes), the same rebuild in one process, and the raw read again.
-The ingest is always one process: its peak resident set is the memory figure.
+The ingest runs in one process unless ``--workers N`` (its peak resident set is then this
+process's plus each worker's, read from /proc while they run: ``WorkerPeaks``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -42,6 +44,34 @@ def raw_read(rt: Runtime, page: int, decode: bool = False) -> tuple[int, float]:
     return count, time.perf_counter() - started
 
 
+class WorkerPeaks:
+    """The peak resident set (VmHWM) of each child process of this one, sampled every
+    ``interval`` seconds while they run (a peak reached in a worker's last moments can be
+    missed; VmHWM itself never goes down, so a sample is a lower bound that only grows)."""
+
+    def __init__(self, interval: float = 0.2) -> None:
+        self.interval = interval
+        self.peaks: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> WorkerPeaks:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            for children in Path("/proc/self/task").glob("*/children"):
+                for pid in children.read_text().split():
+                    kib = proc_status_kib("VmHWM", pid)
+                    if kib is not None:
+                        self.peaks[pid] = max(kib, self.peaks.get(pid, 0))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data-dir", required=True, type=Path)
@@ -51,19 +81,22 @@ def main() -> None:
     parser.add_argument("--cache-customers", type=int, default=Settings.cache_customers)
     parser.add_argument("--rebuild", action="store_true")
     parser.add_argument("--decode-baseline", action="store_true")
+    parser.add_argument("--workers", type=int, default=1, help="processes for the ingest")
     args = parser.parse_args()
 
     result: dict = {}
     settings = Settings(database_url=None, data_dir=args.data_dir, stage_model_path=None,
                         batch_size=args.batch_size, kafka_bootstrap=None,
-                        cache_customers=args.cache_customers)
+                        cache_customers=args.cache_customers, workers=args.workers)
     rt = Runtime.open(settings)
     try:
         result["vmhwm_kib_open"] = proc_status_kib("VmHWM")
-        with args.input.open("rb") as stream:
+        with args.input.open("rb") as stream, WorkerPeaks() as workers:
             started = time.perf_counter()
             totals = rt.ingest_lines(line for line in stream)
             result["ingest_seconds"] = time.perf_counter() - started
+        result["workers"] = args.workers
+        result["worker_vmhwm_kib"] = sorted(workers.peaks.values())
         result["inbound"] = totals.inbound
         result["accepted"] = totals.accepted
         result["stored"] = rt.engine.recorder.max_notification_id() or 0

@@ -35,7 +35,7 @@ TARGETS: dict[str, tuple[str, float]] = {
 }
 #: Reported beside the figures, without a target of their own.
 INFO = ("ingest_sqlite_1_process", "ingest_sqlite_per_stored_event", "ingest_postgres_1_process",
-        "ingest_postgres_per_stored_event", "e2e_kafka_2_ingest", "rebuild_1_process")
+        "ingest_postgres_per_stored_event", "e2e_kafka_2_ingest", "rebuild_1_process", "rss_growth_workers")
 
 #: What each figure means, for the table.
 MEANING = {
@@ -51,6 +51,7 @@ MEANING = {
     "rebuild_1_process": "the same, ours in one process",
     "replay": "point-in-time time ÷ raw select time",
     "rss_growth": "peak RSS at 10× ÷ at 1×, − 1",
+    "rss_growth_workers": "the same, all ingest processes added",
 }
 
 #: The benchmark units, in the order they run, and the figures each produces.

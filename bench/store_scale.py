@@ -13,7 +13,9 @@ and the raw read again. Each child is a separate process, so each peak resident 
   (``select_notifications`` in pages of the runner's size, 5000, one process), at
   ``rebuild_point``; the raw read runs just before and just after the rebuilds and their mean
   is used. ``rebuild_1_process``: the same rebuild in one process, right after.
-- the embedded points of ``scale_curve``: inbound events/s of each child's ingest.
+- ``rss_growth_workers`` (info): the same two ingests as ``lifecycle ingest`` runs them by
+  default (``default_workers()`` processes), the peaks of all the processes added up.
+- the embedded points of ``scale_curve``: inbound events/s of each child's ingest (one process).
 """
 
 from __future__ import annotations
@@ -27,11 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Context, inbound_lines, scratch
+from lifecycle.config import default_workers
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _child(ctx: Context, n: int, rebuild: bool, decode: bool) -> dict[str, Any]:
+def _child(ctx: Context, n: int, rebuild: bool, decode: bool, workers: int = 1) -> dict[str, Any]:
     with scratch(ctx.workdir, f"store-{n}") as d:
         feed = d / "feed.jsonl"
         lines = inbound_lines(n)
@@ -42,12 +45,13 @@ def _child(ctx: Context, n: int, rebuild: bool, decode: bool) -> dict[str, Any]:
         out = d / "result.json"
         env = {k: v for k, v in os.environ.items() if not k.startswith("LIFECYCLE_")}
         cmd = [sys.executable, "-m", "bench.child", "--data-dir", str(d / "data"), "--input", str(feed),
-               "--out", str(out), "--batch-size", str(ctx.sizes.batch)]
+               "--out", str(out), "--batch-size", str(ctx.sizes.batch), "--workers", str(workers)]
         if rebuild:
             cmd.append("--rebuild")
         if decode:
             cmd.append("--decode-baseline")
-        ctx.log(f"store_scale: child on {n} inbound events{' + rebuild' if rebuild else ''}")
+        shown = (" + rebuild" if rebuild else "") + (f", {workers} ingest processes" if workers > 1 else "")
+        ctx.log(f"store_scale: child on {n} inbound events{shown}")
         started = time.perf_counter()
         # The child reports its own VmHWM: ru_maxrss from wait4 would also count the pages it
         # shared with this (larger) parent between fork and exec.
@@ -65,6 +69,9 @@ def store_scale(ctx: Context) -> tuple[dict[str, float], dict[str, Any]]:
     points = sorted(set(s.store_points) | {s.rss_base, big, s.rebuild_point})
     runs = {n: _child(ctx, n, rebuild=n == s.rebuild_point, decode=n == s.rebuild_point) for n in points}
     base, top, rebuilt = runs[s.rss_base], runs[big], runs[s.rebuild_point]
+    # The same two ingests as the CLI runs them by default: the peak of every process together.
+    shared = {n: _child(ctx, n, rebuild=False, decode=False, workers=default_workers()) for n in (s.rss_base, big)}
+    together = {n: r["vmhwm_kib_ingest"] + sum(r["worker_vmhwm_kib"]) for n, r in shared.items()}
 
     raw_s = sum(rebuilt["raw_read_seconds"]) / len(rebuilt["raw_read_seconds"])
     rebuild_per_s = rebuilt["stored"] / rebuilt["rebuild_seconds"]
@@ -73,6 +80,7 @@ def store_scale(ctx: Context) -> tuple[dict[str, float], dict[str, Any]]:
         "rss_growth": top["vmhwm_kib_ingest"] / base["vmhwm_kib_ingest"] - 1,
         "rebuild": rebuild_per_s / raw_per_s,
         "rebuild_1_process": rebuilt["stored"] / rebuilt["rebuild_1_process_seconds"] / raw_per_s,
+        "rss_growth_workers": together[big] / together[s.rss_base] - 1,
     }
     mib = 1024
     details = {
@@ -82,6 +90,13 @@ def store_scale(ctx: Context) -> tuple[dict[str, float], dict[str, Any]]:
             "peak_rss_mib_after_open": [base["vmhwm_kib_open"] / mib, top["vmhwm_kib_open"] / mib],
             "growth_above_startup": (top["vmhwm_kib_ingest"] - top["vmhwm_kib_open"])
             / max(1, base["vmhwm_kib_ingest"] - base["vmhwm_kib_open"]) - 1,
+        },
+        "rss_growth_workers": {
+            "sizes": [s.rss_base, big], "workers": default_workers(),
+            "peak_rss_mib_all_processes": [together[s.rss_base] / 1024, together[big] / 1024],
+            "parent_peak_rss_mib": [shared[n]["vmhwm_kib_ingest"] / 1024 for n in (s.rss_base, big)],
+            "worker_peak_rss_mib": [[k / 1024 for k in shared[n]["worker_vmhwm_kib"]] for n in (s.rss_base, big)],
+            "ingest_seconds": [shared[n]["ingest_seconds"] for n in (s.rss_base, big)],
         },
         "rebuild": {
             "inbound": rebuilt["inbound"], "stored_events": rebuilt["stored"],
