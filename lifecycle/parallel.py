@@ -18,7 +18,8 @@ The parent of an ingest (``ingest_in_parallel``):
 1. reads up to ``START_BATCHES`` batches per worker (the head); a stream that ends sooner is
    ingested in this process (starting processes would cost more than it saves)
 2. starts the workers (new interpreters: each opens its own connections)
-3. ingests the head itself while they start (their imports took a second of a 6-second run)
+3. ingests the head itself while they start (imports and connections, a few tenths of a
+   second each, are not time lost)
 4. shares the rest out by subject into one batch per worker; a full batch goes to its worker
    when it has fewer than ``QUEUED_BATCHES`` unanswered, so the parent waits when the workers
    are behind and memory stays flat
