@@ -19,9 +19,9 @@ from lifecycle.parallel import START_BATCHES, WorkerError, _Pool, ingest_in_para
 from lifecycle.runtime import Runtime
 from lifecycle.simulate import simulate
 from tests.events import ev
-from tests.test_cli import lifecycle
 from tests.pg import create_database, database_name, drop_database
 from tests.test_backends_agree import AS_OF, snapshot
+from tests.test_cli import lifecycle
 
 BATCH = 40
 WORKERS = 3
