@@ -191,18 +191,19 @@ class _Pool:
         self._write(worker, task)
 
     def finish_parts(self) -> tuple[int, list[str]]:
+        self._stop_and_wait()
+        return sum(copied for copied, _ in self.parts), [key for _, erased in self.parts for key in erased]
+
+    def finish(self) -> IngestTotals:
+        self._stop_and_wait()
+        return self.totals
+
+    def _stop_and_wait(self) -> None:
+        """The stop to every worker, then every answer still owed (batches and parts alike)."""
         for w in range(self.workers):
             self._write(w, None)
         while any(self.waiting):
             self.gather()
-        return sum(copied for copied, _ in self.parts), [key for _, erased in self.parts for key in erased]
-
-    def finish(self) -> IngestTotals:
-        for w in range(self.workers):
-            self._write(w, None)
-        while self.places:
-            self.gather()
-        return self.totals
 
     def _write(self, worker: int, message: Any) -> None:
         stdin = self.processes[worker].stdin

@@ -202,13 +202,8 @@ class ProjectionRunner:
         entity_events: dict[str, list[LogEvent]], known: dict[str, dict[int, LogEvent]]
     ) -> list[str]:
         """Customer keys of the customers erased in this step."""
-        keys = []
-        for entity_id, new in entity_events.items():
-            if any(e.name == "Erased" for e in new):
-                created = next((e for e in known[entity_id].values() if e.name == "FirstSeen"), None)
-                if created is not None:
-                    keys.append(created.payload["key"])
-        return keys
+        keys = (_key_if_erased(new, known[entity_id].values()) for entity_id, new in entity_events.items())
+        return [key for key in keys if key is not None]
 
     def _derive(
         self, entity_id: str, history: list[LogEvent], replace: dict[str, dict[Any, list[dict[str, Any]]]]
@@ -298,7 +293,8 @@ class ProjectionRunner:
                     entity_id = history[0].aggregate_id
                     inbox += [_inbox_row(e) for e in history]
                     self._derive(entity_id, history, replace)
-                    erased += self._erased_keys({entity_id: history}, {entity_id: {e.version: e for e in history}})
+                    if (key := _key_if_erased(history, history)) is not None:
+                        erased.append(key)
                 elif kind == "InboundReceipt":
                     rejections += filter(None, (rejection_row(e, self.reveal) for e in history))
             self.store.write(ViewChange(consumer=self.consumer, position=None, replace_entities=replace,
@@ -319,6 +315,15 @@ class ProjectionRunner:
             self.store.write(ViewChange(consumer=self.consumer, position=last))
         self.refresh_summaries(today)
         return copied
+
+
+def _key_if_erased(new: Iterable[LogEvent], history: Iterable[LogEvent]) -> str | None:
+    """The customer key of an entity erased by one of ``new``, found on its FirstSeen in
+    ``history``; None otherwise (no erasure, or no FirstSeen yet)."""
+    if not any(e.name == "Erased" for e in new):
+        return None
+    created = next((e for e in history if e.name == "FirstSeen"), None)
+    return None if created is None else created.payload["key"]
 
 
 def _chunks(histories: Iterable[list[LogEvent]]) -> Iterator[list[list[LogEvent]]]:
