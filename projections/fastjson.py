@@ -15,6 +15,20 @@ from typing import Any
 
 import orjson
 
+
+class JSONText(str):
+    """Compact JSON text of a plain value (dicts with text keys, lists, text, integers, booleans,
+    None; no float), made by code that has just decoded or encoded exactly that value, so nobody
+    needs to check or encode it again: ``dumps`` returns it as it is, a view store's JSON column
+    takes it as it is (``projections.store.values``), and every store reads it back as the value.
+
+    Why: a rebuild writes every stored event into the projections' inbox, and checking and
+    encoding a payload the log source had just decoded from JSON was a fifth of a rebuild
+    (bench/PROFILE.md)."""
+
+    __slots__ = ()
+
+
 def loads(data: str | bytes) -> Any:
     """``json.loads``; raises ValueError (a JSONDecodeError) on text that is not JSON."""
     try:
@@ -42,7 +56,10 @@ def has_float(value: Any) -> bool:
 
 def dumps(value: Any) -> str:
     """Compact JSON text, not ASCII-escaped (``json.dumps`` with separators (",", ":") and
-    ensure_ascii=False); raises TypeError or ValueError for what is not JSON."""
+    ensure_ascii=False); raises TypeError or ValueError for what is not JSON. A ``JSONText`` is
+    already that text."""
+    if type(value) is JSONText:
+        return value
     try:
         return orjson.dumps(value).decode()
     except TypeError:

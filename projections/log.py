@@ -20,6 +20,7 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import resolve_topic
 
 from lifecycle.lookup import notifications_after, notifications_by_aggregate
+from projections.fastjson import JSONText
 
 _BASE_ATTRIBUTES = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic"})
 
@@ -36,6 +37,22 @@ class LogEvent(NamedTuple):
     name: str  # the event's class name, e.g. PurchaseRecorded
     recorded_at: datetime
     payload: Mapping[str, Any]  # JSON-able: decimals, dates and times as strings
+
+
+class StoredPayload(dict):  # type: ignore[type-arg]
+    """A payload the log source decoded from the stored JSON: a plain dict (text keys; text,
+    integers, booleans, None, lists and dicts of them), never changed after it is made, whose
+    compact JSON text the projections' inbox takes as it is (``json_text``) instead of checking
+    and encoding the dict again."""
+
+    __slots__ = ("_text",)
+
+    def json_text(self) -> JSONText:
+        try:
+            return self._text
+        except AttributeError:
+            self._text = JSONText(orjson.dumps(self).decode())
+            return self._text
 
 
 class LogSource(Protocol):
@@ -171,7 +188,7 @@ class EngineLogSource:
             version=int(version),
             name=names[1],
             recorded_at=recorded_at,
-            payload=payload,
+            payload=StoredPayload(payload),
         )
 
     def shows_later(self, state: bytes, as_of: datetime | None, known_at: datetime | None) -> bool:

@@ -52,9 +52,9 @@ _ENCODERS: dict[str, Callable[[Any], Any]] = {
     "int": lambda v: v,
     "decimal": str,
     "date": lambda v: v.isoformat(),
-    "timestamp": lambda v: v.astimezone(dt.timezone.utc).isoformat(timespec="microseconds"),
+    "timestamp": lambda v: v.isoformat(timespec="microseconds"),  # normalised to UTC already
     "bool": int,
-    "json": fastjson.dumps,
+    "json": fastjson.dumps,  # a JSONText as it is
 }
 
 _DECODERS: dict[str, Callable[[Any], Any]] = {
