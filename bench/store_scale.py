@@ -104,6 +104,7 @@ def store_scale(ctx: Context) -> tuple[dict[str, float], dict[str, Any]]:
             "rebuild_workers": rebuilt["rebuild_workers"],
             "rebuild_1_process_seconds": rebuilt["rebuild_1_process_seconds"],
             "rebuild_per_s": rebuild_per_s, "raw_read_seconds": rebuilt["raw_read_seconds"],
+            "raw_read_default_gc_seconds": rebuilt.get("raw_read_default_gc_seconds"),
             "raw_read_per_s": raw_per_s, "page": rebuilt["page"],
             "peak_rss_mib_with_rebuild": rebuilt["vmhwm_kib_rebuild"] / mib,
             "raw_read_and_decode_seconds": rebuilt.get("raw_read_decode_seconds"),

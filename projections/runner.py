@@ -20,6 +20,7 @@ from typing import Any
 from lifecycle.stages import StageModel
 from projections import reports
 from projections.catalog import build_report
+from projections.collection import fewer_collections
 from lifecycle.crypto import is_token
 from lifecycle.ids import customer_id
 from projections.customers import (
@@ -281,6 +282,12 @@ class ProjectionRunner:
     ) -> tuple[int, list[str]]:
         """Step 3 of ``rebuild`` for the entities with ``start <= id < stop`` (all by default):
         the events read, and the customer keys of the erased customers among them."""
+        with fewer_collections():  # short-lived objects by the million (see collection.py)
+            return self._rebuild_part(last, start, stop, progress)
+
+    def _rebuild_part(
+        self, last: int, start: str | None, stop: str | None, progress: Callable[[int], None] | None,
+    ) -> tuple[int, list[str]]:
         copied, erased = 0, []
         for chunk in _chunks(self.source.histories(last, self.batch_size, start, stop)):
             events = [event for history in chunk for event in history]

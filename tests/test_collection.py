@@ -1,0 +1,40 @@
+"""The rebuild's garbage-collector setting is taken and given back whatever happens."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+
+from projections.collection import YOUNG, fewer_collections
+
+
+def test_sets_and_restores_the_collector_even_on_error() -> None:
+    before = gc.get_threshold()
+    with pytest.raises(RuntimeError):
+        with fewer_collections():
+            assert gc.get_threshold()[0] == YOUNG
+            assert gc.get_freeze_count() > 0  # what existed is out of the collections' way
+            raise RuntimeError("a failed rebuild")
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
+
+
+def test_a_nested_use_keeps_the_outer_setting() -> None:
+    before = gc.get_threshold()
+    with fewer_collections(young=20_000):
+        with fewer_collections(young=5_000):
+            assert gc.get_threshold()[0] == 20_000
+        assert gc.get_threshold()[0] == 20_000 and gc.get_freeze_count() > 0
+    assert gc.get_threshold() == before
+
+
+def test_cycles_are_still_collected() -> None:
+    class Node:
+        pass
+
+    with fewer_collections():
+        a, b = Node(), Node()
+        a.other, b.other = b, a
+        del a, b
+        assert gc.collect() >= 2
