@@ -7,8 +7,9 @@ Reads FILE line by line into ``Runtime.ingest_lines`` (the input is never held i
 (VmHWM) after opening the runtime, after the ingest and after the rebuild. With ``--rebuild``,
 also times reading every stored event raw from the store in pages (the rebuild's baseline),
 the rebuild of every view as ``lifecycle projections rebuild`` does it by default
-(``default_workers()`` processes), the same rebuild in one process, and the raw read again (both raw reads under the rebuild's
-garbage-collector setting; a third with the interpreter's default, for information).
+(``default_workers()`` processes), the same rebuild in one process, and the raw read again
+(both raw reads under the rebuild's garbage-collector setting; a third with the interpreter's
+default, for information).
 The ingest runs in one process unless ``--workers N`` (its peak resident set is then this
 process's plus each worker's, read from /proc while they run: ``WorkerPeaks``).
 """

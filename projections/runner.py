@@ -420,8 +420,8 @@ def _inbox_row(event: LogEvent) -> dict[str, Any]:
         "aggregate_type": event.aggregate_type,
         "name": event.name,
         "recorded_at": event.recorded_at,
-        # Decoded from the stored JSON just now: its text goes in as it is (a fifth of a rebuild
-        # was checking and encoding it again).
+        # Decoded from the stored JSON just now: its text goes in as it is, not copied to be
+        # checked and encoded again.
         "payload": payload.json_text() if type(payload) is StoredPayload else dict(payload),
     }
 
