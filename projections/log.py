@@ -45,14 +45,10 @@ class StoredPayload(dict):  # type: ignore[type-arg]
     compact JSON text the projections' inbox takes as it is (``json_text``) instead of checking
     and encoding the dict again."""
 
-    __slots__ = ("_text",)
+    __slots__ = ()
 
     def json_text(self) -> JSONText:
-        try:
-            return self._text
-        except AttributeError:
-            self._text = JSONText(orjson.dumps(self).decode())
-            return self._text
+        return JSONText(orjson.dumps(self).decode())
 
 
 class LogSource(Protocol):
