@@ -54,3 +54,11 @@ class IngestTotals:
         self.accepted += result.accepted
         self.duplicates += result.duplicates
         self.rejected += result.rejected
+
+    def include(self, other: IngestTotals) -> None:
+        """Another ingest's totals added to these."""
+        self.batches += other.batches
+        self.inbound += other.inbound
+        self.accepted += other.accepted
+        self.duplicates += other.duplicates
+        self.rejected += other.rejected

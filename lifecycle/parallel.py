@@ -18,11 +18,13 @@ The parent of an ingest (``ingest_in_parallel``):
 1. reads up to ``START_BATCHES`` batches per worker (the head); a stream that ends sooner is
    ingested in this process (starting processes would cost more than it saves)
 2. starts the workers (new interpreters: each opens its own connections)
-3. ingests the head itself while they start (imports and connections, a few tenths of a
-   second each, are not time lost)
+3. ingests batches of the head itself while they start (imports and connections take about a
+   second), until every worker has said it is ready
 4. shares the rest out by subject into one batch per worker; a full batch goes to its worker
    when it has fewer than ``QUEUED_BATCHES`` unanswered, so the parent waits when the workers
-   are behind and memory stays flat
+   are behind and memory stays flat. Each worker's tasks are written to it by a thread of its
+   own: a batch is larger than a pipe holds, and writing it would otherwise hold the parent
+   until that worker finished its current batch while the others ran out of work
 5. gathers the answers meanwhile: the totals count each worker batch (one transaction each);
    ``on_batch`` gets every line's outcome in stream order, as from one process
 6. at the end of the stream sends the last batches and a stop to each worker and waits for all
@@ -45,7 +47,7 @@ import sys
 import threading
 import zlib
 from collections.abc import Callable, Iterable, Sequence
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
 from typing import IO, Any
 from uuid import UUID
@@ -57,6 +59,7 @@ from lifecycle.errors import LifecycleError
 
 START_BATCHES = 4  # per worker, read before deciding to start processes
 QUEUED_BATCHES = 2  # per worker, sent and not yet answered
+_CLOSE = object()  # to a worker's writer thread: close its standard input
 _SUBJECT = re.compile(rb'"subject"\s*:\s*"((?:[^"\\]|\\.)*)"')
 
 
@@ -87,14 +90,17 @@ def ingest_in_parallel(
     if len(head) < START_BATCHES * workers * batch:
         return in_process(head, on_batch)
     with _Pool(settings, workers, on_batch) as pool:  # 2. start
-        # 3. meanwhile, the head here: done before any later line is sent, so each customer's
-        # events are still applied in stream order
-        pool.totals = in_process(head, on_batch)
-        pool.next_place = len(head)
+        # 3. meanwhile, batches of the head here: each done before any later line is sent, so
+        # each customer's events are still applied in stream order
+        here = 0
+        while here < len(head) and not pool.all_ready():
+            pool.totals.include(in_process(head[here:here + batch], on_batch))
+            here += len(head[here:here + batch])
+        pool.next_place = here
         # 4. share out the rest
         filling: list[list[bytes]] = [[] for _ in range(workers)]
         places: list[list[int]] = [[] for _ in range(workers)]
-        for index, line in enumerate(stream, start=len(head)):
+        for index, line in enumerate(chain(head[here:], stream), start=here):
             w = worker_of(line, workers)
             filling[w].append(line)
             places[w].append(index)
@@ -141,6 +147,10 @@ class _Pool:
         self.results: queue.Queue[tuple[Any, ...]] = queue.Queue()  # from every worker's reader
         self.processes: list[subprocess.Popen[bytes]] = []
         self.readers: list[threading.Thread] = []
+        self.outboxes: list[queue.Queue[Any]] = []  # pickled tasks for each worker's writer
+        self.writers: list[threading.Thread] = []
+        self.broken: list[bool] = []  # a worker's writer could not write to it
+        self.ready = 0  # workers that have opened their runtime
         self.waiting = [0] * workers  # batches sent to each worker and not answered
         self.places: dict[int, list[int]] = {}  # batch number -> its lines' places in the stream
         self.sent = 0
@@ -160,6 +170,12 @@ class _Pool:
                                           name=f"lifecycle-worker-{w}", daemon=True)
                 reader.start()
                 self.readers.append(reader)
+                self.outboxes.append(queue.Queue())
+                self.broken.append(False)
+                writer = threading.Thread(target=self._write_tasks, args=(w, process.stdin),
+                                          name=f"lifecycle-worker-{w}-tasks", daemon=True)
+                writer.start()
+                self.writers.append(writer)
                 self._write(w, self.settings)
         except BaseException as e:
             self.__exit__(type(e), e, e.__traceback__)  # the ones already started
@@ -167,15 +183,20 @@ class _Pool:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
-        for process in self.processes:
+        for w, process in enumerate(self.processes):
             if process.poll() is None and exc_info[0] is not None:
                 process.kill()  # after a failure: its open transaction rolls back
-            if process.stdin is not None:
-                try:
-                    process.stdin.close()
-                except OSError:
-                    pass
+            if w < len(self.writers):
+                self.outboxes[w].put(_CLOSE)  # after what it still has to write
+                self.writers[w].join()
+            elif process.stdin is not None:
+                process.stdin.close()
             process.wait()
+
+    def all_ready(self) -> bool:
+        """Whether every worker has opened its runtime (takes the answers that are in)."""
+        self.gather(wait=False)
+        return self.ready == self.workers
 
     def send(self, worker: int, lines: list[bytes], places: list[int]) -> None:
         while self.waiting[worker] >= QUEUED_BATCHES:
@@ -206,26 +227,45 @@ class _Pool:
             self.gather()
 
     def _write(self, worker: int, message: Any) -> None:
-        stdin = self.processes[worker].stdin
-        assert stdin is not None
-        try:
-            pickle.dump(message, stdin, protocol=pickle.HIGHEST_PROTOCOL)
-            stdin.flush()
-        except OSError:  # BrokenPipeError: it is gone; its last word, if any, says why
+        """``message`` to the worker's writer thread."""
+        if self.broken[worker]:  # it is gone; its last word, if any, says why
             code = self.processes[worker].wait()
             self.readers[worker].join(timeout=5)
             while not self.results.empty():
                 self.gather()
-            raise WorkerError(f"worker process {worker} stopped taking work (status {code})") from None
+            raise WorkerError(f"worker process {worker} stopped taking work (status {code})")
+        self.outboxes[worker].put(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
 
-    def gather(self) -> None:
-        """5. wait for an answer, then take every answer that is in."""
-        message = self.results.get()
+    def _write_tasks(self, worker: int, stdin: IO[bytes]) -> None:
+        """A worker's writer thread: its outbox to its standard input, until ``_CLOSE``."""
+        outbox = self.outboxes[worker]
+        try:
+            while (data := outbox.get()) is not _CLOSE:
+                stdin.write(data)
+                stdin.flush()
+        except OSError:  # BrokenPipeError: the reader reports its end; _write refuses more
+            self.broken[worker] = True
+            while outbox.get() is not _CLOSE:
+                pass
+        finally:
+            try:
+                stdin.close()
+            except OSError:
+                pass
+
+    def gather(self, wait: bool = True) -> None:
+        """5. wait for an answer (unless ``wait`` is false), then take every answer that is in."""
+        try:
+            message = self.results.get(block=wait)
+        except queue.Empty:
+            return
         while True:
             kind, worker, *rest = message
-            if kind == "failed":
+            if kind == "ready":
+                self.ready += 1
+            elif kind == "failed":
                 raise WorkerError(f"worker process {worker} failed: {rest[0]}")
-            if kind == "exited":
+            elif kind == "exited":
                 if self.waiting[worker]:
                     code = self.processes[worker].wait()
                     raise WorkerError(f"worker process {worker} exited (status {code}) before "
@@ -273,10 +313,10 @@ def _read_results(worker: int, stdout: IO[bytes], results: queue.Queue[tuple[Any
 
 
 def work(stdin: IO[bytes], stdout: IO[bytes]) -> None:
-    """A worker process: the settings, then tasks until the stop (None): ("ingest", number,
-    lines) answered ("done", number, result); ("rebuild", last, start, stop) answered with
-    ("progress", events) per chunk, then ("rebuilt", events, erased keys). Any error is
-    answered, not raised: the parent reports it."""
+    """A worker process: the settings (answered ("ready",) once its runtime is open), then tasks
+    until the stop (None): ("ingest", number, lines) answered ("done", number, result);
+    ("rebuild", last, start, stop) answered with ("progress", events) per chunk, then
+    ("rebuilt", events, erased keys). Any error is answered, not raised: the parent reports it."""
     from lifecycle.runtime import Runtime  # the runtime module imports this one
 
     def answer(message: tuple[Any, ...]) -> None:
@@ -289,6 +329,7 @@ def work(stdin: IO[bytes], stdout: IO[bytes]) -> None:
     except Exception as e:  # noqa: BLE001
         answer(("failed", _described(e)))
         return
+    answer(("ready",))
     try:
         while (task := pickle.load(stdin)) is not None:
             if task[0] == "ingest":

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from lifecycle.batch import IngestTotals
 from lifecycle.config import Settings, default_workers
 from lifecycle.parallel import START_BATCHES, WorkerError, _Pool, ingest_in_parallel, worker_of
 from lifecycle.runtime import Runtime
@@ -158,7 +159,7 @@ def test_a_worker_that_cannot_open_the_store_is_reported(tmp_path, request):
     broken = dataclasses.replace(settings("sqlite", tmp_path, request, 2),
                                  database_url="postgresql://postgres@127.0.0.1:1/nowhere")
     with pytest.raises(WorkerError, match=r"worker process \d failed: StoreError: cannot open the event store"):
-        ingest_in_parallel(broken, iter(stream()), 2, lambda lines, on_batch: None)
+        ingest_in_parallel(broken, iter(stream()), 2, lambda lines, on_batch: IngestTotals())
 
 
 def test_a_worker_that_dies_is_reported_and_the_others_are_stopped(tmp_path, request):
