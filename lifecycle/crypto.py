@@ -25,9 +25,13 @@ def is_token(value: Any) -> bool:
     return isinstance(value, str) and value.startswith(PREFIX)
 
 
+# What ``json.dumps(value, separators=(",", ":"))`` would make for every call.
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
 def seal(key: bytes, customer_id: str, value: Any) -> str:
     nonce = os.urandom(12)
-    plain = json.dumps(value, separators=(",", ":")).encode()
+    plain = _COMPACT.encode(value).encode()
     sealed = AESGCM(key).encrypt(nonce, plain, customer_id.encode())
     return PREFIX + base64.b64encode(nonce + sealed).decode("ascii")
 
