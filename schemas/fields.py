@@ -279,7 +279,7 @@ def _timestamp(value: Any) -> datetime:
             moment = datetime.fromisoformat(value)
         except ValueError:
             pass
-    return _check_range((moment or _constructed(match)).astimezone(timezone.utc))
+    return _check_range((_constructed(match) if moment is None else moment).astimezone(timezone.utc))
 
 
 def _constructed(match: re.Match[str]) -> datetime:
