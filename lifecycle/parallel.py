@@ -94,8 +94,9 @@ def ingest_in_parallel(
         # each customer's events are still applied in stream order
         here = 0
         while here < len(head) and not pool.all_ready():
-            pool.totals.include(in_process(head[here:here + batch], on_batch))
-            here += len(head[here:here + batch])
+            chunk = head[here:here + batch]
+            pool.totals.include(in_process(chunk, on_batch))
+            here += len(chunk)
         pool.next_place = here
         # 4. share out the rest
         filling: list[list[bytes]] = [[] for _ in range(workers)]
