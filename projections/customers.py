@@ -7,9 +7,10 @@ depends on the order in which events arrived.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -32,17 +33,68 @@ class CustomerRows:
     customer_referrals: list[dict[str, Any]]
 
 
+def is_fact(event_name: str) -> bool:
+    """Whether a customer's event of this name is a fact (else a decision, re-derived)."""
+    return event_name in _KIND_OF_EVENT
+
+
 def facts_of(events: Sequence[LogEvent]) -> list[Fact]:
-    facts = []
+    return [fact for fact, _ in _timed_facts(events)]
+
+
+def _timed_facts(events: Sequence[LogEvent]) -> list[tuple[Fact, datetime]]:
+    """The facts among ``events`` in business-time order, each with its event's recorded time
+    (the sort is stable: facts that sort level keep their version order)."""
+    timed = []
     for e in events:
         kind = _KIND_OF_EVENT.get(e.name)
         if kind is None:
             continue  # FirstSeen and StageChanged are decisions, re-derived below
         p = e.payload
-        facts.append(
-            Fact(kind, datetime.fromisoformat(p["occurred_at"]), p["source"], p["inbound_id"], p["data"])
-        )
-    return sorted(facts, key=lambda f: f.sort_key)
+        fact = Fact(kind, datetime.fromisoformat(p["occurred_at"]), p["source"], p["inbound_id"], p["data"])
+        timed.append((fact, e.recorded_at))
+    timed.sort(key=lambda pair: pair[0].sort_key)
+    return timed
+
+
+SortKey = tuple[datetime, int, str, str]
+
+#: A fold is kept (a ``FoldPoint``) after every FOLD_EVERY facts, and beyond 8 x FOLD_EVERY facts
+#: eight times per doubling: a point-in-time answer folds at most about an eighth of a long
+#: history after its nearest point, and the points of a customer with n facts hold O(n log n).
+FOLD_EVERY = 64
+
+
+def _fold_step(facts: int) -> int:
+    return max(FOLD_EVERY, (1 << (facts.bit_length() - 1)) // 8)
+
+
+def is_fold_point(facts: int) -> bool:
+    """Whether the fold after ``facts`` facts is kept."""
+    return facts > 0 and facts % _fold_step(facts) == 0
+
+
+def fold_points_below(facts: int, most: int) -> list[int]:
+    """The ``most`` largest fold points at or below ``facts``, largest first."""
+    points: list[int] = []
+    while facts > 0 and len(points) < most:
+        facts -= facts % _fold_step(facts)  # a multiple of its step below the next power of two
+        if facts > 0:
+            points.append(facts)
+            facts -= 1
+    return points
+
+
+@dataclass(frozen=True)
+class FoldPoint:
+    """A customer's fold after its first ``facts`` facts in business-time order: ``last`` is the
+    sort key of the last of them, ``recorded_at`` the latest recorded time among them, ``state``
+    the fold as JSON-able values (``_Fold.state``; personal fields as stored, sealed)."""
+
+    facts: int
+    last: SortKey
+    recorded_at: datetime
+    state: dict[str, Any]
 
 
 Reveal = Callable[[str, Any], Any]
@@ -66,27 +118,64 @@ class CustomerDerivation:
 
     rows: CustomerRows
     fold: _Fold | None  # None: nothing to fold yet (no FirstSeen or no fact)
-    last: tuple[datetime, int, str, str] | None = None  # sort key of the last fact taken
+    last: SortKey | None = None  # sort key of the last fact taken
     recorded_at: datetime | None = None
+    facts: int = 0  # facts taken (refused ones included: they were looked at)
+    facts_recorded_at: datetime | None = None  # the latest recorded time among them
+    points: list[FoldPoint] = field(default_factory=list)  # kept by this derivation, not yet written
 
 
 def start_customer(
-    model: StageModel, customer_id: str, events: Sequence[LogEvent], reveal: Reveal = _as_is
+    model: StageModel, customer_id: str, events: Sequence[LogEvent], reveal: Reveal = _as_is,
+    keep_points: bool = False,
 ) -> CustomerDerivation:
-    """The customer's rows from its whole history (events in version order)."""
+    """The customer's rows from its whole history (events in version order); with
+    ``keep_points``, the fold at every fold point on the way too (``is_fold_point``)."""
     created = next((e for e in events if e.name == "FirstSeen"), None)
-    facts = facts_of(events)
-    if created is None or not facts:
+    timed = _timed_facts(events)
+    if created is None or not timed:
         return CustomerDerivation(CustomerRows([], [], [], [], []), None)
     key = created.payload["key"]
-    fold = _Fold(model, customer_id, key, facts[0].occurred_at, reveal)
+    fold = _Fold(model, customer_id, key, timed[0][0].occurred_at, reveal)
+    derivation = CustomerDerivation(CustomerRows([], [], [], [], []), fold)
+    _take(derivation, fold, timed, keep_points)
+    derivation.recorded_at = max(e.recorded_at for e in events)
+    derivation.rows = fold.rows(derivation.recorded_at)
+    return derivation
+
+
+def _take(
+    derivation: CustomerDerivation, fold: _Fold, timed: Sequence[tuple[Fact, datetime]], keep_points: bool
+) -> None:
+    """Fold ``timed`` (in business-time order, after what ``derivation`` took), counting them
+    and keeping the fold at each fold point passed."""
+    n, latest = derivation.facts, derivation.facts_recorded_at
+    for fact, recorded in timed:
+        fold.take(fact)
+        n += 1
+        if latest is None or recorded > latest:
+            latest = recorded
+        if keep_points and is_fold_point(n):
+            derivation.points.append(FoldPoint(n, fact.sort_key, latest, fold.state()))
+    derivation.facts, derivation.facts_recorded_at = n, latest
+    if timed:
+        derivation.last = timed[-1][0].sort_key
+
+
+def resume_customer(
+    model: StageModel, customer_id: str, point: FoldPoint, facts: Sequence[Fact], recorded_at: datetime,
+    reveal: Reveal = _as_is,
+) -> CustomerRows:
+    """The rows ``start_customer`` gives on a history whose facts are the point's and then
+    ``facts`` (sorted, all after ``point.last``), the newest of its events recorded at
+    ``recorded_at``."""
+    fold = _Fold.restored(model, customer_id, point.state, reveal)
     for fact in facts:
         fold.take(fact)
-    recorded = max(e.recorded_at for e in events)
-    return CustomerDerivation(fold.rows(recorded), fold, facts[-1].sort_key, recorded)
+    return fold.rows(recorded_at)
 
 
-def continue_customer(derivation: CustomerDerivation, added: Sequence[LogEvent]) -> bool:
+def continue_customer(derivation: CustomerDerivation, added: Sequence[LogEvent], keep_points: bool = False) -> bool:
     """Carry ``derivation`` on with events it has not seen (in version order); False, with
     nothing changed, when that would not give what ``start_customer`` gives on the whole history:
     a fact that sorts before (or level with) the last one taken, a FirstSeen, nothing folded yet.
@@ -97,13 +186,10 @@ def continue_customer(derivation: CustomerDerivation, added: Sequence[LogEvent])
     fold, last = derivation.fold, derivation.last
     if fold is None or last is None or any(e.name == "FirstSeen" for e in added):
         return False
-    facts = facts_of(added)
-    if facts and facts[0].sort_key <= last:
+    timed = _timed_facts(added)
+    if timed and timed[0][0].sort_key <= last:
         return False
-    for fact in facts:
-        fold.take(fact)
-    if facts:
-        derivation.last = facts[-1].sort_key
+    _take(derivation, fold, timed, keep_points)
     derivation.recorded_at = max([derivation.recorded_at, *(e.recorded_at for e in added)])
     derivation.rows = fold.rows(derivation.recorded_at)
     return True
@@ -126,6 +212,7 @@ class _Fold:
     referrals: list[dict[str, Any]] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     open_tickets: set[str] = field(default_factory=set)
+    sealed: dict[str, Any] = field(default_factory=dict)  # the personal fields as stored
     bant_passed: bool | None = None
     erasure_requested: bool = False
     erased: bool = False
@@ -147,7 +234,9 @@ class _Fold:
     def _absorb(self, fact: Fact) -> None:
         data = fact.data
         if fact.kind in ("registered", "profile_updated"):
-            self.profile.update({k: self.reveal(self.customer_id, data[k]) for k in PERSONAL_FIELDS if k in data})
+            given = {k: data[k] for k in PERSONAL_FIELDS if k in data}
+            self.sealed.update(given)
+            self.profile.update({k: self.reveal(self.customer_id, v) for k, v in given.items()})
         elif fact.kind == "consent_changed":
             self.consent[str(data["purpose"])] = bool(data["granted"])
         elif fact.kind == "qualification":
@@ -174,8 +263,53 @@ class _Fold:
             self.erasure_requested = True
         elif fact.kind == "erased":
             # Whatever was known before the erasure is gone, even where a key survived.
-            self.profile = {}
+            self.profile, self.sealed = {}, {}
             self.erased = True
+
+    def state(self) -> dict[str, Any]:
+        """The fold as JSON-able values, personal fields as stored (sealed where the store
+        seals them: a kept fold reveals nothing once the customer's key is destroyed)."""
+        p = self.progress
+        return {
+            "key": self.key,
+            "first_seen_at": self.first_seen_at.isoformat(),
+            "progress": [p.stage, p.stage_since.isoformat(), p.last_activity_at.isoformat(),
+                         sorted(d.isoformat() for d in p.purchase_days), sorted(p.orders)],
+            "transitions": [[t.from_stage, t.to_stage, t.reason, t.trigger, t.occurred_at.isoformat()]
+                            for t in self.transitions],
+            "sealed": dict(self.sealed),
+            "consent": dict(self.consent),
+            "purchases": [[order, v["occurred_at"].isoformat(), str(v["amount"]), v["currency"], v["items"]]
+                          for order, v in self.purchases.items()],
+            "refunds": [[order, str(amount)] for order, amount in self.refunds.items()],
+            "feedback": [[f["occurred_at"].isoformat(), f["score"]] for f in self.feedback],
+            "referrals": [[r["occurred_at"].isoformat(), r["referred_key"]] for r in self.referrals],
+            "counts": dict(self.counts),
+            "open_tickets": sorted(self.open_tickets),
+            "flags": [self.bant_passed, self.erasure_requested, self.erased],
+        }
+
+    @classmethod
+    def restored(cls, model: StageModel, customer_id: str, state: dict[str, Any], reveal: Reveal) -> _Fold:
+        """The fold ``state()`` was taken of (the personal fields revealed again, now)."""
+        at = datetime.fromisoformat
+        fold = cls(model, customer_id, state["key"], at(state["first_seen_at"]), reveal)
+        stage, since, active, days, orders = state["progress"]
+        fold.progress = Progress(sys.intern(stage), at(since), at(active),
+                                 frozenset(date.fromisoformat(d) for d in days), frozenset(orders))
+        fold.transitions = [Transition(a, b, reason, trigger, at(when)) for a, b, reason, trigger, when in state["transitions"]]
+        fold.sealed = dict(state["sealed"])
+        fold.profile = {k: reveal(customer_id, v) for k, v in fold.sealed.items()}
+        fold.consent = dict(state["consent"])
+        fold.purchases = {order: {"occurred_at": at(when), "amount": Decimal(amount), "currency": currency,
+                                  "items": items} for order, when, amount, currency, items in state["purchases"]}
+        fold.refunds = {order: Decimal(amount) for order, amount in state["refunds"]}
+        fold.feedback = [{"occurred_at": at(when), "score": score} for when, score in state["feedback"]]
+        fold.referrals = [{"occurred_at": at(when), "referred_key": key} for when, key in state["referrals"]]
+        fold.counts = dict(state["counts"])
+        fold.open_tickets = set(state["open_tickets"])
+        fold.bant_passed, fold.erasure_requested, fold.erased = state["flags"]
+        return fold
 
     def rows(self, recorded_at: datetime) -> CustomerRows:
         ident = {"customer_id": self.customer_id, "customer_key": self.key}

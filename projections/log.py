@@ -39,6 +39,17 @@ class LogEvent(NamedTuple):
     payload: Mapping[str, Any]  # JSON-able: decimals, dates and times as strings
 
 
+class Clocked(NamedTuple):
+    """A stored event with what its JSON shows of it without decoding (``EngineLogSource.clocks``)."""
+
+    version: int
+    topic: str
+    state: bytes
+    name: str
+    recorded_at: datetime
+    occurred_at: datetime | None
+
+
 class StoredPayload(dict):  # type: ignore[type-arg]
     """A payload the log source decoded from the stored JSON: a plain dict (text keys; text,
     integers, booleans, None, lists and dicts of them), never changed after it is made, whose
@@ -203,6 +214,27 @@ class EngineLogSource:
             if occurred is not None and datetime.fromisoformat(occurred[1].decode()) > as_of:
                 return True
         return False
+
+    def clocks(self, stored: Iterable[tuple[int, str, bytes]]) -> list[Clocked] | None:
+        """Each stored ``(version, topic, state)`` with the event's name, recorded time and
+        business time (None: it has none), read from the JSON without decoding it; None when
+        the JSON of one of them does not show them plainly."""
+        match, search, at = _RECORDED_AT.match, _OCCURRED_AT.search, datetime.fromisoformat
+        clocked = []
+        for version, topic, state in stored:
+            names = self._names[topic] if topic in self._names else self._names_of(topic)
+            recorded = match(state)
+            if names is None or recorded is None:
+                return None
+            occurred = search(state)
+            if occurred is not None:
+                clocked.append(Clocked(version, topic, state, names[1], at(recorded[1].decode()),
+                                       at(occurred[1].decode())))
+            elif b'"occurred_at"' in state:
+                return None  # there, but not as the library writes a datetime
+            else:
+                clocked.append(Clocked(version, topic, state, names[1], at(recorded[1].decode()), None))
+        return clocked
 
     def _names_of(self, topic: str) -> tuple[str, str] | None:
         if topic not in self._names:

@@ -28,13 +28,13 @@ from projections.customers import (
     Reveal,
     _as_is,
     continue_customer,
-    derive_customer,
     start_customer,
 )
 from projections.deals import derive_deal
+from projections.folds import fold_rows
 from projections.log import LogEvent, LogSource, StoredPayload
 from projections.store import ViewChange, ViewStore
-from projections.tables import ALL_TABLES, PROJECTION_INBOX
+from projections.tables import ALL_TABLES, CUSTOMER_FOLDS, PROJECTION_INBOX
 
 CONSUMER = "projections"
 SUMMARIES = "summaries"
@@ -105,8 +105,9 @@ class ProjectionRunner:
         2. read the inbox of every entity touched and add the new events (by version)
         3. derive the rows of each entity with new events in business-time order: a customer's
            cached fold takes just the new facts when they all come after the ones it took (else
-           its whole history is folded again), and only its tables whose rows changed are written
-        4. write inbox, rejections, entity rows and position together
+           its whole history is folded again), and only its tables whose rows changed are written;
+           the folds at the fold points it passed are kept (``projections.folds``)
+        4. write inbox, rejections, entity rows, kept folds and position together
         """
         consumer = consumer or self.consumer
         # The cached histories hold only what this runner wrote: if another process wrote a step
@@ -138,10 +139,11 @@ class ProjectionRunner:
         # 3. derive (an entity whose events were all applied before keeps its rows)
         replace: dict[str, dict[Any, list[dict[str, Any]]]] = defaultdict(dict)
         derived: dict[str, CustomerDerivation] = {}
+        kept_folds: list[dict[str, Any]] = []
         for entity_id, new in added.items():
             history = [known[entity_id][v] for v in sorted(known[entity_id])]
             if history[0].aggregate_type == "Customer":
-                derived[entity_id] = self._derive_step(entity_id, history, new, replace)
+                derived[entity_id] = self._derive_step(entity_id, history, new, replace, kept_folds)
             else:
                 self._derive(entity_id, history, replace)
         # An erasure scrubs the customer's rejected events too (they hold the original bytes).
@@ -158,7 +160,8 @@ class ProjectionRunner:
                     position=events[-1].position,
                     expected_position=expected_position,
                     check_position=True,
-                    append={PROJECTION_INBOX.name: inbox_rows, "rejections": rejections},
+                    append={PROJECTION_INBOX.name: inbox_rows, "rejections": rejections,
+                            CUSTOMER_FOLDS.name: kept_folds},
                     replace_entities=replace,
                 )
             )
@@ -180,22 +183,35 @@ class ProjectionRunner:
 
     def _derive_step(
         self, entity_id: str, history: list[LogEvent], added: list[LogEvent],
-        replace: dict[str, dict[Any, list[dict[str, Any]]]],
+        replace: dict[str, dict[Any, list[dict[str, Any]]]], kept_folds: list[dict[str, Any]],
     ) -> CustomerDerivation:
         """A customer's rows after a step: its cached fold carried on with the step's events
-        (only the tables whose rows changed), or its whole history folded again (every table)."""
+        (only the tables whose rows changed; the folds it passes are added to those kept), or its
+        whole history folded again (every table, and every kept fold)."""
         derivation = self._derivations.get(entity_id)
         if derivation is not None:
             before = derivation.rows
-            if continue_customer(derivation, added):
+            if continue_customer(derivation, added, keep_points=True):
                 for table in CUSTOMER_TABLES:
                     rows = getattr(derivation.rows, table)
                     if rows != getattr(before, table):
                         replace[table][entity_id] = rows
+                kept_folds += fold_rows(entity_id, self.model, derivation.points)
+                derivation.points = []
                 return derivation
-        derivation = start_customer(self.model, entity_id, history, self.reveal)
+        return self._derive_customer(entity_id, history, replace)
+
+    def _derive_customer(
+        self, entity_id: str, history: list[LogEvent], replace: dict[str, dict[Any, list[dict[str, Any]]]]
+    ) -> CustomerDerivation:
+        """A customer's whole history folded: every one of its tables, and its kept folds (a
+        customer with none has too few facts to have had any: facts are never taken away)."""
+        derivation = start_customer(self.model, entity_id, history, self.reveal, keep_points=True)
         for table in CUSTOMER_TABLES:
             replace[table][entity_id] = getattr(derivation.rows, table)
+        if derivation.points:
+            replace[CUSTOMER_FOLDS.name][entity_id] = fold_rows(entity_id, self.model, derivation.points)
+            derivation.points = []
         return derivation
 
     @staticmethod
@@ -210,9 +226,7 @@ class ProjectionRunner:
         self, entity_id: str, history: list[LogEvent], replace: dict[str, dict[Any, list[dict[str, Any]]]]
     ) -> None:
         if history[0].aggregate_type == "Customer":
-            rows = derive_customer(self.model, entity_id, history, self.reveal)
-            for table in CUSTOMER_TABLES:
-                replace[table][entity_id] = getattr(rows, table)
+            self._derive_customer(entity_id, history, replace)
         else:
             created = next((e for e in history if e.name == "FirstSeen"), None)
             if created is None:

@@ -276,9 +276,26 @@ PROJECTION_INBOX = Table(
     internal=True,
 )
 
+CUSTOMER_FOLDS = Table(
+    "customer_folds",
+    (
+        _c("customer_id", "text", "Engine id of the customer", False),
+        _c("facts", "int", "Facts folded, in business-time order", False),
+        _c("last_occurred_at", "timestamp", "Business time of the last fact folded", False),
+        _c("last_tiebreak", "json", "The rest of that fact's sort key: [rank, source, inbound id]", False),
+        _c("recorded_at", "timestamp", "Latest recorded time among the facts folded", False),
+        _c("derivation", "text", "Fingerprint of the stage model and the code that folded", False),
+        _c("state", "json", "The fold (personal fields sealed, as stored)", False),
+    ),
+    key=("customer_id", "facts"),
+    entity="customer_id",
+    description="Kept folds of long customer histories: a point-in-time answer starts from one.",
+    internal=True,
+)
+
 ENTITY_TABLES = (
     CUSTOMER_CURRENT, STAGE_HISTORY, CUSTOMER_PURCHASES, CUSTOMER_FEEDBACK, CUSTOMER_REFERRALS,
     DEAL_CURRENT, DEAL_STAGE_HISTORY,
 )
 SUMMARY_TABLES = (PIPELINE_FUNNEL, DEAL_FORECAST, RETENTION_COHORTS, ADVOCACY_NPS, CUSTOMER_RFM)
-ALL_TABLES = ENTITY_TABLES + (REJECTIONS,) + SUMMARY_TABLES + (PROJECTION_INBOX,)
+ALL_TABLES = ENTITY_TABLES + (REJECTIONS,) + SUMMARY_TABLES + (PROJECTION_INBOX, CUSTOMER_FOLDS)
