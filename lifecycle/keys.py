@@ -18,7 +18,6 @@ from lifecycle import crypto
 from lifecycle.errors import ConfigError
 from projections.store import (
     InMemoryViewStore,
-    PostgresViewStore,
     SQLiteViewStore,
     ViewChange,
     ViewStore,
@@ -133,5 +132,7 @@ def open_key_store(database_url: str | None, data_dir: Path) -> ViewStore:
         path = Path(database_url[len("sqlite:///"):])
         return SQLiteViewStore(path.with_name(f"{path.stem}.keys.sqlite"), **_KEY_STORE_SQLITE)
     if database_url.startswith(("postgresql://", "postgres://")):
+        from projections.store.postgres import PostgresViewStore  # psycopg only for PostgreSQL
+
         return PostgresViewStore(database_url, schema="lifecycle_keys", internal_schema="lifecycle_keys")
     raise ConfigError(f"unsupported database URL for the key ring: {database_url!r}")

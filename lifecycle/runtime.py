@@ -5,7 +5,7 @@ from the settings. The only module that knows which adapters go together.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -22,7 +22,6 @@ from lifecycle.stages import load_stage_model
 from projections.log import EngineLogSource
 from projections.runner import ProjectionRunner
 from projections.store import ViewStore, ViewStoreError, open_view_store
-from projections.store.postgres import exclusive_setup
 
 
 # Up to this many stored events a rebuild stays in one process: the workers' start and the
@@ -46,7 +45,7 @@ class Runtime:
         try:
             # The library creates its tables with CREATE TABLE IF NOT EXISTS, which PostgreSQL
             # does not serialise: services starting together fail with "tuple concurrently updated".
-            with exclusive_setup(settings.database_url):
+            with _setup_lock(settings.database_url):
                 engine = LifecycleEngine(env=settings.event_store_env(), model=model,
                                          cache_size=settings.cache_customers)
         except (PersistenceError, ViewStoreError) as e:
@@ -143,6 +142,15 @@ class Runtime:
         self.engine.keyring.store.close()
         self.views.close()
         self.engine.close()
+
+
+def _setup_lock(database_url: str | None) -> AbstractContextManager[None]:
+    """``exclusive_setup`` on PostgreSQL; elsewhere nothing (and psycopg is not imported)."""
+    if database_url is None or not database_url.startswith(("postgresql:", "postgres:")):
+        return nullcontext()
+    from projections.store.postgres import exclusive_setup
+
+    return exclusive_setup(database_url)
 
 
 def _batches(lines: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
