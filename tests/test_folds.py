@@ -174,9 +174,10 @@ def _busy_customer(n: int, key: str = "shop:busy") -> list[bytes]:
     return lines
 
 
-@pytest.mark.parametrize("kind", ["memory", "sqlite"])
-def test_a_long_history_is_answered_from_a_kept_fold(kind, tmp_path):
-    rt = runtime_factory(kind, tmp_path, lambda: "")()
+@pytest.mark.parametrize("kind", ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
+def test_a_long_history_is_answered_from_a_kept_fold(kind, tmp_path, request):
+    """On every store: PostgreSQL keeps a fold's state as jsonb, which orders its keys anew."""
+    rt = runtime_factory(kind, tmp_path, lambda: request.getfixturevalue("postgres_url"))()
     try:
         rt.ingest_lines(_busy_customer(300))
         rt.catch_up()
