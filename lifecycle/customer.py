@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from eventsourcing.domain import Aggregate
 
 from lifecycle.errors import RuleViolation
-from lifecycle.rules import SWEEP, Fact, Progress, Transition, advance, decide
+from lifecycle.rules import SWEEP, Fact, Progress, Transition, advance, decide, shared_day
 from lifecycle.stages import StageModel
 
 #: The shape of ``Customer.snapshot_state``: raise it whenever the state, or what an event does
@@ -209,6 +209,11 @@ class Customer(Aggregate):
         if state.get("format") != SNAPSHOT_FORMAT:
             return None
         customer = object.__new__(cls)
+        paid = {order: (amount, sys.intern(currency)) for order, (amount, currency) in state["paid"].items()}
+        # The orders are (nearly always) the paid orders: one string per order id, not two, in
+        # each of the thousands of cached customers.
+        same = {order: order for order in paid}
+        orders = frozenset(same.get(order, order) for order in state["orders"])
         customer.__dict__.update(
             _id=state["id"],
             _version=state["version"],
@@ -220,11 +225,10 @@ class Customer(Aggregate):
                 stage=sys.intern(state["stage"]),  # one string per stage name, as rules.advance
                 stage_since=state["stage_since"],
                 last_activity_at=state["last_activity_at"],
-                purchase_days=frozenset(state["purchase_days"]),
-                orders=frozenset(state["orders"]),
+                purchase_days=frozenset(shared_day(day) for day in state["purchase_days"]),
+                orders=orders,
             ),
-            paid={order: (amount, sys.intern(currency))
-                  for order, (amount, currency) in state["paid"].items()},
+            paid=paid,
             refunded=dict(state["refunded"]),
             erasure_requested=state["erasure_requested"],
             erased=state["erased"],

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import date, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
@@ -151,6 +152,13 @@ def _decide_request(model: StageModel, progress: Progress, fact: Fact) -> Transi
     return Transition(progress.stage, target, reason, REQUESTED, fact.occurred_at)
 
 
+@lru_cache(maxsize=4_096)
+def shared_day(day: date) -> date:
+    """One ``date`` object per calendar day (for the recent days): thousands of cached
+    customers' purchase days share them instead of holding one each."""
+    return day
+
+
 def advance(progress: Progress, fact: Fact, transition: Transition | None) -> Progress:
     """The progress after ``fact`` (and the transition it caused) took effect."""
     # Built field by field rather than with dataclasses.replace: this runs for every fact of
@@ -160,7 +168,7 @@ def advance(progress: Progress, fact: Fact, transition: Transition | None) -> Pr
         last_activity_at = fact.occurred_at
     purchase_days, orders = progress.purchase_days, progress.orders
     if fact.kind == "purchase":
-        purchase_days = purchase_days | {fact.occurred_at.date()}
+        purchase_days = purchase_days | {shared_day(fact.occurred_at.date())}
         orders = orders | {str(fact.data["order_id"])}
     stage, stage_since = progress.stage, progress.stage_since
     if transition is not None:
