@@ -229,7 +229,7 @@ class LifecycleEngine(Application[UUID]):
             # under the customer's key when we can tell whose they are.
             raw_b64 = encode_raw(item.raw)
             if item.subject:
-                raw_b64 = self.keyring.seal(str(ids.customer_id(item.subject)), raw_b64)
+                raw_b64 = self.keyring.seal(ids.customer_id_text(item.subject), raw_b64)
         return InboundReceipt._create(
             InboundReceipt.Received,
             id=rid,
@@ -392,7 +392,7 @@ class _Workspace:
                 id=did,
                 deal_id=upstream_deal_id,
                 customer_key=customer_key,
-                customer_id=str(ids.customer_id(customer_key)),
+                customer_id=ids.customer_id_text(customer_key),
             )
             self.loaded[did] = found
         assert isinstance(found, Deal)
@@ -402,7 +402,7 @@ class _Workspace:
         fields = PERSONAL_FIELDS.get(kind, frozenset()) & data.keys()
         if not fields:
             return data
-        cid = str(ids.customer_id(customer_key))
+        cid = ids.customer_id_text(customer_key)
         return {k: self.engine.keyring.seal(cid, v) if k in fields else v for k, v in data.items()}
 
     def erase_after_commit(self, customer: Customer) -> None:

@@ -21,6 +21,12 @@ def customer_id(key: str) -> UUID:
 
 
 @lru_cache(maxsize=1_024)
+def customer_id_text(key: str) -> str:
+    """``str(customer_id(key))``: the key ring's and the views' name for the customer."""
+    return str(customer_id(key))
+
+
+@lru_cache(maxsize=1_024)
 def deal_id(upstream_deal_id: str) -> UUID:
     return _uuid5(b"deal\x00" + upstream_deal_id.encode())
 
@@ -34,6 +40,7 @@ def receipt_id(source: str, event_id: str) -> UUID:
 _KEEP = ~((0xF000 << 64) | (0xC000 << 48))
 _VERSION_5 = (5 << 76) | (0x8000 << 48)
 _NAMESPACE_BYTES = NAMESPACE.bytes
+_UNKNOWN = SafeUUID.unknown  # read once: an Enum member's attribute access is Python code
 _new = object.__new__
 _set = object.__setattr__
 
@@ -45,7 +52,7 @@ def _uuid5(name: bytes) -> UUID:
     digest = hashlib.sha1(_NAMESPACE_BYTES + name).digest()
     uuid = _new(UUID)
     _set(uuid, "int", (int.from_bytes(digest[:16], "big") & _KEEP) | _VERSION_5)
-    _set(uuid, "is_safe", SafeUUID.unknown)
+    _set(uuid, "is_safe", _UNKNOWN)
     return uuid
 
 
