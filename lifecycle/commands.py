@@ -74,8 +74,8 @@ DEAL_FACTS: dict[str, str] = {
 def data_of(event: InboundLike) -> dict[str, Any]:
     """The event's data as plain typed values (Decimal, date, str...), without absent fields."""
     data = event.data
-    if hasattr(data, "model_dump"):
-        return dict(data.model_dump(mode="python", exclude_none=True))
+    if hasattr(data, "present"):  # schemas.EventData
+        return data.present()  # a new dict: the caller may change it
     return dict(data)
 
 

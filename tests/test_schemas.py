@@ -25,6 +25,7 @@ from schemas import (
     export_json_schemas,
     parse,
 )
+from schemas.data import EventData
 from schemas.export import render, schema_documents
 from schemas.versions import DATA_MODELS, UPCASTERS, upcast
 
@@ -103,6 +104,51 @@ def accepted(raw: bytes) -> InboundEvent:
     result = parse(raw)
     assert isinstance(result, InboundEvent), result
     return result
+
+
+# -- what the engine reads of the data ---------------------------------------------------------
+
+
+_SCALARS = (str, int, bool, Decimal, date, type(None))
+
+
+@pytest.mark.parametrize("model", [m for versions in DATA_MODELS.values() for m in versions.values()],
+                         ids=lambda m: f"{m.event_type}-v{m.version}")
+def test_data_models_are_flat_so_present_is_their_dump(model):
+    # ``EventData.present`` reads the validated values straight from the model: right only
+    # while no field holds a model, a list or a dict, and nothing serializes differently.
+    for name, info in model.model_fields.items():
+        assert _is_scalar(info.annotation), (name, info.annotation)
+    assert not model.__pydantic_decorators__.field_serializers
+    assert not model.__pydantic_decorators__.model_serializers
+    assert not model.model_computed_fields
+
+
+def _is_scalar(annotation: Any) -> bool:
+    import types
+    import typing
+
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _is_scalar(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return all(_is_scalar(arg) for arg in typing.get_args(annotation))
+    if origin is typing.Literal:
+        return all(isinstance(value, _SCALARS) for value in typing.get_args(annotation))
+    return origin is None and isinstance(annotation, type) and issubclass(annotation, _SCALARS)
+
+
+def test_a_nested_field_is_not_scalar():
+    assert not _is_scalar(list[str]) and not _is_scalar(dict[str, int] | None)
+    assert not _is_scalar(EventData) and _is_scalar(Decimal | None)
+
+
+@pytest.mark.parametrize("event_type", EVENT_TYPES)
+def test_present_equals_the_dump_without_nones(event_type):
+    data = accepted(encode(event(event_type)) + b"\n").data
+    assert data.present() == data.model_dump(exclude_none=True)
+    assert list(data.present()) == list(data.model_dump(exclude_none=True))
+    assert data.present() is not data.present()  # callers may change theirs
 
 
 # -- what parses --------------------------------------------------------------------------------
