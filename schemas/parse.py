@@ -100,6 +100,14 @@ def _decimal(text: str) -> Decimal:
         raise _NumberOutOfRange(text) from None
 
 
+# What ``json.loads(text, **hooks)`` would build for every line (and throw away).
+_DECODER = json.JSONDecoder(
+    parse_float=_decimal,
+    parse_constant=_refuse_constant,
+    object_pairs_hook=_object_without_duplicates,
+)
+
+
 def parse(raw: bytes) -> InboundEvent | Rejection:
     """Parse one CloudEvents 1.0 JSON event (one Kafka message or one line of a file)."""
     raw = raw if isinstance(raw, bytes) else bytes(raw)
@@ -117,12 +125,7 @@ def parse(raw: bytes) -> InboundEvent | Rejection:
     except UnicodeDecodeError as error:
         return Rejection(f"not valid UTF-8: byte 0x{body[error.start]:02x} at offset {error.start}", raw)
     try:
-        document = json.loads(
-            text,
-            parse_float=_decimal,
-            parse_constant=_refuse_constant,
-            object_pairs_hook=_object_without_duplicates,
-        )
+        document = _DECODER.decode(text)
     except _DuplicateKey as error:
         return Rejection(_one_line(f"not valid JSON: duplicate key {_show(error.key)} in an object"), raw)
     except _ForbiddenConstant as error:
