@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from lifecycle.receipt import ACCEPTED, DUPLICATE, MALFORMED, REFUSED
 
 
-@dataclass(frozen=True)
-class ItemOutcome:
+class ItemOutcome(NamedTuple):
+    # A named tuple, not a frozen dataclass: one per inbound event, made in half the time and
+    # pickled smaller (a parallel ingest's workers send every one to the parent).
     outcome: str  # accepted | duplicate | refused | malformed
     reason: str | None
     source: str | None
