@@ -36,10 +36,18 @@ class FastJSONTranscoder(JSONTranscoder):
     def _transcoded(self, value: Any) -> Any:
         """``value`` with every transcoded value replaced, as the library's encoder would write it."""
         kind = type(value)
+        if kind is dict:
+            # Most values are strings: kept without a call (the walk's calls were most of it).
+            out = {}
+            for key, item in value.items():
+                item_kind = type(item)
+                if item_kind is str or item_kind is int or item_kind is bool or item is None:
+                    out[key] = item
+                else:
+                    out[key] = self._transcoded(item)
+            return out
         if kind is str or kind is int or kind is bool or value is None:
             return value
-        if kind is dict:
-            return {key: self._transcoded(item) for key, item in value.items()}
         if kind is list or kind is tuple:
             return [self._transcoded(item) for item in value]
         if kind is float:
