@@ -29,19 +29,30 @@ def is_token(value: Any) -> bool:
 _COMPACT = json.JSONEncoder(separators=(",", ":"))
 
 
+Cipher = AESGCM  # one key's cipher: make it once to seal many values
+
+
 def seal(key: bytes, customer_id: str, value: Any) -> str:
-    nonce = os.urandom(12)
+    return seal_with(Cipher(key), customer_id, value)
+
+
+def seal_with(cipher: AESGCM, customer_id: str, value: Any) -> str:
+    nonce = os.urandom(12)  # fresh for every value: GCM must never see a nonce twice per key
     plain = _COMPACT.encode(value).encode()
-    sealed = AESGCM(key).encrypt(nonce, plain, customer_id.encode())
+    sealed = cipher.encrypt(nonce, plain, customer_id.encode())
     return PREFIX + base64.b64encode(nonce + sealed).decode("ascii")
 
 
 def open_token(key: bytes | None, customer_id: str, token: str) -> Any:
     """The value, or None when the key is gone (erased) or the token is not this customer's."""
-    if key is None:
+    return open_with(None if key is None else Cipher(key), customer_id, token)
+
+
+def open_with(cipher: AESGCM | None, customer_id: str, token: str) -> Any:
+    if cipher is None:
         return None
     try:
         raw = base64.b64decode(token[len(PREFIX):])
-        return json.loads(AESGCM(key).decrypt(raw[:12], raw[12:], customer_id.encode()))
+        return json.loads(cipher.decrypt(raw[:12], raw[12:], customer_id.encode()))
     except (InvalidTag, ValueError):
         return None

@@ -172,3 +172,39 @@ def test_the_key_ring_keeps_a_whole_step_of_keys_and_no_more_than_its_bound_besi
 
     ring.refresh(["d1"])  # the next step: back to the bound, the oldest first
     assert list(ring._cache) == ["c3", "c4", "d1"]
+
+
+def test_a_key_ring_seals_with_the_key_another_process_made_after_an_erasure():
+    """Two rings on one key store, as two processes: one keeps a customer's cipher warm while
+    the other erases the customer and then makes a new key for it. After its next read of the
+    key, the first must seal with the new key (the old cipher would make data nobody can open)
+    and, before that read, must not open anything once it has read that the key is gone."""
+    from lifecycle.keys import KeyRing
+    from projections.store import InMemoryViewStore
+
+    store = InMemoryViewStore()
+    warm, other = KeyRing(store), KeyRing(store)
+    before = warm.seal("c1", "ada@example.org")
+    assert other.reveal("c1", before) == "ada@example.org"
+
+    other.destroy("c1")
+    warm.refresh(["c1"])  # what every batch and projection step does first
+    assert warm.reveal("c1", before) is None
+    assert warm.key("c1") is None
+
+    other.seal("c1", "x")  # the other process makes the customer a new key
+    warm.refresh(["c1"])
+    after = warm.seal("c1", "ada.returned@example.org")
+    assert other.reveal("c1", after) == "ada.returned@example.org"
+    assert warm.reveal("c1", before) is None  # the old token stays unreadable
+
+
+def test_a_key_ring_drops_a_cipher_with_its_evicted_key():
+    from lifecycle.keys import KeyRing
+    from projections.store import InMemoryViewStore
+
+    ring = KeyRing(InMemoryViewStore(), cached=2)
+    for c in ("c1", "c2", "c3"):
+        ring.seal(c, "v")
+    ring.refresh(["c3"])
+    assert set(ring._ciphers) <= set(ring._cache) == {"c2", "c3"}
