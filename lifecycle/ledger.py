@@ -139,7 +139,24 @@ class SQLiteLedgerRecorder(SQLiteProcessRecorder):
                       (RECEIPT_TOPIC,))
 
     def _insert_events(self, c: Any, stored_events: Sequence[Any], **kwargs: Any) -> Sequence[int] | None:
-        returning = super()._insert_events(c, stored_events, **kwargs)
+        """1. the events, numbered  2. the position  3. the ledger's rows  4. the snapshots;
+        the library's datastore commits them together."""
+        # 1. One executemany, not the library's execute per event (a tenth of a batch's writing):
+        # the batch holds the write lock, so its rows take the next rowids one after another
+        # (tests/test_event_store_contract.py: numbered in the order given).
+        if stored_events:
+            c.executemany(self.insert_events_statement, [
+                (s.originator_id.hex if isinstance(s.originator_id, UUID) else s.originator_id,
+                 s.originator_version, s.topic, s.state) for s in stored_events])
+            c.execute("SELECT last_insert_rowid()")
+            last = c.fetchone()[0]
+            returning: Sequence[int] = list(range(last - len(stored_events) + 1, last + 1))
+        else:
+            returning = []
+        # 2. what the library's process recorder adds
+        if (tracking := kwargs.get("tracking")) is not None:
+            self._insert_tracking(c, tracking)
+        # 3. and 4.
         if rows := kwargs.get(ROWS):
             c.executemany(f"INSERT INTO {self.ledger_table_name} (receipt_id, outcome) VALUES (?, ?)",
                           [(rid.hex, outcome) for rid, outcome in _in_id_order(rows)])
