@@ -57,4 +57,7 @@ class FastJSONTranscoder(JSONTranscoder):
         transcoding = self.types.get(kind)
         if transcoding is None:
             raise _Unsupported  # the library's error, or its way with a subclass of str or int
-        return {"_type_": transcoding.name, "_data_": self._transcoded(transcoding.encode(value))}
+        data = transcoding.encode(value)
+        if type(data) is not str:  # a datetime's, a date's, a UUID's are: nothing more to walk
+            data = self._transcoded(data)
+        return {"_type_": transcoding.name, "_data_": data}
