@@ -17,7 +17,8 @@ The parent of an ingest (``ingest_in_parallel``):
 
 1. reads up to ``START_BATCHES`` batches per worker (the head); a stream that ends sooner is
    ingested in this process (starting processes would cost more than it saves)
-2. starts the workers (new interpreters: each opens its own connections)
+2. starts the workers (forked from one fresh interpreter, ``lifecycle.zygote``: each opens its
+   own connections)
 3. ingests batches of the head itself while they start (imports and connections take about a
    second), until every worker has said it is ready
 4. shares the rest out by subject into one batch per worker; a full batch goes to its worker
@@ -38,24 +39,20 @@ their counts and erased customers; ``ProjectionRunner`` does the steps before an
 
 from __future__ import annotations
 
-import os
 import pickle
 import queue
 import re
-import subprocess
-import sys
 import threading
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from itertools import chain, islice
-from pathlib import Path
 from typing import IO, Any
 from uuid import UUID
 
-import lifecycle
 from lifecycle.batch import BatchResult, IngestTotals, ItemOutcome
 from lifecycle.config import Settings
 from lifecycle.errors import LifecycleError
+from lifecycle.zygote import WorkerProcess, Zygote
 
 START_BATCHES = 4  # per worker, read before deciding to start processes
 QUEUED_BATCHES = 2  # per worker, sent and not yet answered
@@ -133,9 +130,9 @@ def rebuild_in_parallel(
 
 
 class _Pool:
-    """The worker processes (``python -m lifecycle.worker``: a fresh interpreter, not a
-    copy of the caller, whose main module may not expect to be imported again), pickled
-    messages over their standard input and output, and step 5's bookkeeping."""
+    """The worker processes (forked from one fresh interpreter, never from the caller:
+    ``lifecycle.zygote``), pickled messages over a pair of pipes each, and step 5's
+    bookkeeping."""
 
     def __init__(self, settings: Settings, workers: int, on_batch: Callable[[BatchResult], None] | None,
                  progress: Callable[[int], None] | None = None):
@@ -146,7 +143,7 @@ class _Pool:
         self.parts: list[tuple[int, Sequence[str]]] = []  # a rebuild's answers
         self.totals = IngestTotals()
         self.results: queue.Queue[tuple[Any, ...]] = queue.Queue()  # from every worker's reader
-        self.processes: list[subprocess.Popen[bytes]] = []
+        self.processes: list[WorkerProcess] = []
         self.readers: list[threading.Thread] = []
         self.outboxes: list[queue.Queue[Any]] = []  # pickled tasks for each worker's writer
         self.writers: list[threading.Thread] = []
@@ -159,21 +156,18 @@ class _Pool:
         self.next_place = 0
 
     def __enter__(self) -> _Pool:
-        paths = [str(Path(lifecycle.__file__).parent.parent), os.environ.get("PYTHONPATH", "")]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+        url = self.settings.database_url or ""
+        self.zygote = Zygote(self.workers, preload_postgres=url.startswith(("postgresql://", "postgres://")))
         try:
-            for w in range(self.workers):
-                process = subprocess.Popen([sys.executable, "-m", "lifecycle.worker"], env=env,
-                                           stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            for w, process in enumerate(self.zygote.workers):
                 self.processes.append(process)
-                assert process.stdin is not None and process.stdout is not None
-                reader = threading.Thread(target=_read_results, args=(w, process.stdout, self.results),
+                reader = threading.Thread(target=_read_results, args=(w, process.answers, self.results),
                                           name=f"lifecycle-worker-{w}", daemon=True)
                 reader.start()
                 self.readers.append(reader)
                 self.outboxes.append(queue.Queue())
                 self.broken.append(False)
-                writer = threading.Thread(target=self._write_tasks, args=(w, process.stdin),
+                writer = threading.Thread(target=self._write_tasks, args=(w, process.tasks),
                                           name=f"lifecycle-worker-{w}-tasks", daemon=True)
                 writer.start()
                 self.writers.append(writer)
@@ -184,15 +178,17 @@ class _Pool:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
+        failed = exc_info[0] is not None
         for w, process in enumerate(self.processes):
-            if process.poll() is None and exc_info[0] is not None:
+            if process.poll() is None and failed:
                 process.kill()  # after a failure: its open transaction rolls back
             if w < len(self.writers):
                 self.outboxes[w].put(_CLOSE)  # after what it still has to write
                 self.writers[w].join()
-            elif process.stdin is not None:
-                process.stdin.close()
+            else:
+                process.tasks.close()
             process.wait()
+        self.zygote.wait()
 
     def all_ready(self) -> bool:
         """Whether every worker has opened its runtime (takes the answers that are in)."""
@@ -324,7 +320,10 @@ def work(stdin: IO[bytes], stdout: IO[bytes]) -> None:
         pickle.dump(message, stdout, protocol=pickle.HIGHEST_PROTOCOL)
         stdout.flush()
 
-    settings: Settings = pickle.load(stdin)
+    try:
+        settings: Settings = pickle.load(stdin)
+    except EOFError:
+        return  # the caller stopped before it gave any work
     try:
         rt = Runtime.open(settings)
     except Exception as e:  # noqa: BLE001

@@ -1,17 +1,16 @@
-"""``python -m lifecycle.worker``: one worker process of a parallel ingest or rebuild (see
-``lifecycle.parallel``), speaking pickled messages over its standard input and output."""
+"""``python -m lifecycle.worker --fork FD,FD,... [--postgres]``: the zygote of a parallel ingest
+or rebuild (see ``lifecycle.zygote``): it imports the engine once and forks the workers, one per
+pair of pipes, which speak pickled messages with the caller (``lifecycle.parallel.work``)."""
 
-import os
 import signal
 import sys
 
-from lifecycle.parallel import work
-
 if __name__ == "__main__":
-    # Ctrl-C reaches the whole process group: the parent stops the ingest and its workers.
+    # Ctrl-C reaches the whole process group: the caller stops the ingest and its workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # The answers get the real standard output to themselves: anything printed goes to stderr.
-    answers = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    work(sys.stdin.buffer, answers)
+    args = sys.argv[1:]
+    if len(args) < 2 or args[0] != "--fork" or not all(p.isdigit() for p in args[1].split(",")):
+        sys.exit("usage: python -m lifecycle.worker --fork FD,FD,... [--postgres] (started by lifecycle.parallel)")
+    from lifecycle.zygote import fork_workers
+
+    fork_workers([int(p) for p in args[1].split(",")], preload_postgres="--postgres" in args[2:])

@@ -194,3 +194,36 @@ def test_the_default_is_one_process_more_than_the_cores_at_most_four(monkeypatch
         monkeypatch.setattr("os.cpu_count", lambda cores=cores: cores)
         assert default_workers() == expected
     assert Settings.from_env({"LIFECYCLE_WORKERS": "1"}).workers == 1
+
+
+def test_the_zygote_started_by_hand_says_how_it_is_used():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "lifecycle.worker"], capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "usage: python -m lifecycle.worker --fork" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_workers_are_forked_from_the_zygote_not_from_the_caller(tmp_path, request):
+    import os
+
+    from lifecycle.zygote import Zygote
+
+    zygote = Zygote(2)
+    try:
+        pids = []
+        for worker in zygote.workers:
+            assert worker._forked.wait(60)
+            pids.append(worker.pid)
+        assert len(set(pids)) == 2 and os.getpid() not in pids
+        for pid in pids:  # each one's parent is the zygote
+            with open(f"/proc/{pid}/stat") as stat:
+                assert int(stat.read().rsplit(")", 1)[1].split()[1]) == zygote.process.pid
+    finally:
+        for worker in zygote.workers:
+            worker.tasks.close()  # end of tasks: each worker reads EOF and ends
+        for worker in zygote.workers:
+            assert worker.wait(60) == 0  # a quiet end: no work was given
+        zygote.wait()
+    assert zygote.process.returncode == 0
