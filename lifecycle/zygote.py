@@ -114,7 +114,10 @@ class Zygote:
     def _read_reports(self) -> None:
         assert self.process.stdout is not None
         for line in self.process.stdout:
-            kind, worker, number = line.split()
+            parts = line.split()
+            if len(parts) != 3 or not (parts[1].isdigit() and parts[2].lstrip(b"-").isdigit()):
+                continue  # not a report (something an import printed)
+            kind, worker, number = parts
             if kind == b"forked":
                 self.workers[int(worker)]._on_forked(int(number))
             elif kind == b"exited":
