@@ -67,6 +67,14 @@ class WorkerError(LifecycleError):
 def worker_of(line: bytes, workers: int) -> int:
     """The worker for a line: by its subject as written (by the whole line when none is
     found: a malformed line belongs to nobody)."""
+    # How producers write it, found without the regular expression (a third of the parent's CPU);
+    # spaces around the colon or an escape in the subject take the expression.
+    at = line.find(b'"subject":"')
+    if at >= 0:
+        start = at + 11
+        end = line.find(b'"', start)
+        if end >= 0 and line.find(b"\\", start, end) < 0:
+            return zlib.crc32(line[start:end]) % workers
     found = _SUBJECT.search(line)
     return zlib.crc32(found[1] if found else line) % workers
 

@@ -13,6 +13,9 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as settings_
+from hypothesis import strategies as st
 
 from lifecycle.batch import IngestTotals
 from lifecycle.config import Settings, default_workers
@@ -227,3 +230,18 @@ def test_workers_are_forked_from_the_zygote_not_from_the_caller(tmp_path, reques
             assert worker.wait(60) == 0  # a quiet end: no work was given
         zygote.wait()
     assert zygote.process.returncode == 0
+
+
+@settings_(max_examples=300, deadline=None)
+@given(st.text(max_size=30), st.sampled_from([(",", ":"), (", ", ": "), (",", " : ")]))
+def test_a_subject_is_found_as_the_regular_expression_finds_it(subject, separators):
+    """The quick search for a compact ``"subject":"..."`` and the expression agree, escapes,
+    quotes and spaced separators included."""
+    import zlib
+
+    from lifecycle.parallel import _SUBJECT
+
+    line = json.dumps({"id": "e-1", "subject": subject, "data": {"k": "v"}}, separators=separators).encode()
+    found = _SUBJECT.search(line)
+    assert found is not None
+    assert worker_of(line, 1_000_003) == zlib.crc32(found[1]) % 1_000_003
