@@ -74,6 +74,12 @@ class LifecycleEngine(Application[UUID]):
         self._cache: OrderedDict[UUID, Aggregate] = OrderedDict()
         self._cache_size = cache_size
 
+    def close(self) -> None:
+        super().close()
+        writers = getattr(self.recorder, "writers", None)  # an SQLite store's WriterQueue
+        if writers is not None:
+            writers.close()
+
     def construct_recorder(self) -> Any:
         # A process recorder stores a tracking position in the same transaction as the events
         # (the plain application recorder cannot); ours stores the inbound ledger's rows too.
