@@ -57,7 +57,7 @@ def _raw_read(rt: Runtime, page: int, decode: bool) -> tuple[int, float]:
 
 
 class WorkerPeaks:
-    """The peak resident set (VmHWM) of each child process of this one, sampled every
+    """The peak resident set (VmHWM) of each descendant process of this one, sampled every
     ``interval`` seconds while they run (a peak reached in a worker's last moments can be
     missed; VmHWM itself never goes down, so a sample is a lower bound that only grows)."""
 
@@ -77,11 +77,24 @@ class WorkerPeaks:
 
     def _sample(self) -> None:
         while not self._stop.wait(self.interval):
-            for children in Path("/proc/self/task").glob("*/children"):
-                for pid in children.read_text().split():
-                    kib = proc_status_kib("VmHWM", pid)
-                    if kib is not None:
-                        self.peaks[pid] = max(kib, self.peaks.get(pid, 0))
+            for pid in _descendants("self"):
+                kib = proc_status_kib("VmHWM", pid)
+                if kib is not None:
+                    self.peaks[pid] = max(kib, self.peaks.get(pid, 0))
+
+
+def _descendants(pid: str) -> list[str]:
+    """Children, their children and so on: the workers are the children of the zygote
+    (lifecycle.zygote), which is this process's child."""
+    found: list[str] = []
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            listed = children.read_text().split()
+        except OSError:  # it ended meanwhile
+            continue
+        for child in listed:
+            found += [child, *_descendants(child)]
+    return found
 
 
 def main() -> None:
