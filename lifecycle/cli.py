@@ -23,7 +23,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from lifecycle.batch import BatchResult
-from lifecycle.config import Settings
+from lifecycle.config import Settings, is_postgres_url
 from lifecycle.errors import LifecycleError
 from lifecycle.output import FORMATS, render
 from lifecycle.runtime import Runtime
@@ -318,7 +318,7 @@ def analysts_grant(
 
     settings = Settings.from_env()
     url = settings.database_url or ""
-    if not url.startswith(("postgresql://", "postgres://")):
+    if not is_postgres_url(url):
         fail("analyst roles are a PostgreSQL feature: set LIFECYCLE_DATABASE_URL=postgresql://…")
     try:
         grant_analyst_role(url, role=role, login=login, password=os.environ.get("LIFECYCLE_ANALYST_PASSWORD"))

@@ -88,6 +88,11 @@ def default_workers() -> int:
     return max(1, min((os.cpu_count() or 1) + 1, 4))
 
 
+def is_postgres_url(database_url: str | None) -> bool:
+    """Whether the URL names a PostgreSQL store (``postgresql://`` or ``postgres://``)."""
+    return database_url is not None and database_url.startswith(("postgresql://", "postgres://"))
+
+
 def event_store_env(database_url: str | None, data_dir: Path) -> dict[str, str]:
     if database_url is None:
         data_dir.mkdir(parents=True, exist_ok=True)

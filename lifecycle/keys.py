@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lifecycle import crypto
+from lifecycle.config import is_postgres_url
 from lifecycle.errors import ConfigError
 from projections.store import (
     InMemoryViewStore,
@@ -149,7 +150,7 @@ def open_key_store(database_url: str | None, data_dir: Path) -> ViewStore:
     if database_url.startswith("sqlite:///"):
         path = Path(database_url[len("sqlite:///"):])
         return SQLiteViewStore(path.with_name(f"{path.stem}.keys.sqlite"), **_KEY_STORE_SQLITE)
-    if database_url.startswith(("postgresql://", "postgres://")):
+    if is_postgres_url(database_url):
         from projections.store.postgres import PostgresViewStore  # psycopg only for PostgreSQL
 
         return PostgresViewStore(database_url, schema="lifecycle_keys", internal_schema="lifecycle_keys")

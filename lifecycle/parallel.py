@@ -50,7 +50,7 @@ from typing import IO, Any
 from uuid import UUID
 
 from lifecycle.batch import BatchResult, IngestTotals, ItemOutcome
-from lifecycle.config import Settings
+from lifecycle.config import Settings, is_postgres_url
 from lifecycle.errors import LifecycleError
 from lifecycle.zygote import WorkerProcess, Zygote
 
@@ -164,8 +164,7 @@ class _Pool:
         self.next_place = 0
 
     def __enter__(self) -> _Pool:
-        url = self.settings.database_url or ""
-        self.zygote = Zygote(self.workers, preload_postgres=url.startswith(("postgresql://", "postgres://")))
+        self.zygote = Zygote(self.workers, preload_postgres=is_postgres_url(self.settings.database_url))
         try:
             for w, process in enumerate(self.zygote.workers):
                 self.processes.append(process)

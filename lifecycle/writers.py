@@ -19,6 +19,8 @@ import threading
 from pathlib import Path
 from types import TracebackType
 
+from eventsourcing.sqlite import SQLiteConnectionPool
+
 
 class WriterQueue:
     def __init__(self, path: Path | None) -> None:
@@ -30,7 +32,8 @@ class WriterQueue:
     @classmethod
     def beside(cls, db_name: str) -> WriterQueue:
         """The queue of the SQLite file ``db_name`` (none for an in-memory database)."""
-        if not db_name or ":memory:" in db_name or "mode=memory" in db_name or db_name.startswith("file:"):
+        # A ``file:`` URI's path is not simply its text: such a store keeps SQLite's polling.
+        if not db_name or SQLiteConnectionPool.detect_memory_mode(db_name) or db_name.startswith("file:"):
             return cls(None)
         return cls(Path(f"{db_name}.writers"))
 

@@ -35,8 +35,7 @@ FORK_REPORT_TIMEOUT = 60.0  # seconds for the zygote to import the engine and fo
 
 
 class WorkerProcess:
-    def __init__(self, index: int, tasks: IO[bytes], answers: IO[bytes]) -> None:
-        self.index = index
+    def __init__(self, tasks: IO[bytes], answers: IO[bytes]) -> None:
         self.tasks = tasks  # the caller writes pickled tasks here
         self.answers = answers  # and reads pickled answers here
         self.pid: int | None = None
@@ -101,8 +100,8 @@ class Zygote:
             raise
         for fd in theirs:
             os.close(fd)
-        self.workers = [WorkerProcess(w, os.fdopen(task_w, "wb"), os.fdopen(answer_r, "rb"))
-                        for w, ((_, task_w), (answer_r, _)) in enumerate(pairs)]
+        self.workers = [WorkerProcess(os.fdopen(task_w, "wb"), os.fdopen(answer_r, "rb"))
+                        for (_, task_w), (answer_r, _) in pairs]
         # 3. its reports
         self._reports = threading.Thread(target=self._read_reports, name="lifecycle-zygote", daemon=True)
         self._reports.start()
