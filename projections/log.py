@@ -9,7 +9,7 @@ see eventsourcing objects, only these.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple, Protocol
@@ -19,8 +19,7 @@ import orjson
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import resolve_topic
 
-from lifecycle.lookup import notifications_after, notifications_by_aggregate
-from projections.fastjson import JSONText
+from lifecycle.lookup import notifications_after, notifications_by_aggregate, stored_states_up_to
 
 _BASE_ATTRIBUTES = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic"})
 
@@ -50,18 +49,6 @@ class Clocked(NamedTuple):
     occurred_at: datetime | None
 
 
-class StoredPayload(dict):  # type: ignore[type-arg]
-    """A payload the log source decoded from the stored JSON: a plain dict (text keys; text,
-    integers, booleans, None, lists and dicts of them), never changed after it is made, whose
-    compact JSON text the projections' inbox takes as it is (``json_text``) instead of checking
-    and encoding the dict again."""
-
-    __slots__ = ()
-
-    def json_text(self) -> JSONText:
-        return JSONText(orjson.dumps(self).decode())
-
-
 class LogSource(Protocol):
     def read(self, after: int | None, limit: int) -> Sequence[LogEvent]:
         """Events with a position greater than ``after`` (all when None), oldest first."""
@@ -78,6 +65,11 @@ class LogSource(Protocol):
         history (in version order) at a time, in the order of their ids, reading ``page``
         events per query; with ``start`` and ``stop`` (ids as text), only the aggregates with
         ``start <= id < stop`` (a part of a rebuild)."""
+        ...
+
+    def histories_of(self, aggregate_ids: Collection[str], last: int) -> dict[str, list[LogEvent]]:
+        """The events of each of these aggregates with a position up to ``last``, in version
+        order (their position not given: 0); aggregates with none are left out."""
         ...
 
 
@@ -162,6 +154,10 @@ class EngineLogSource:
         if held:
             yield held
 
+    def histories_of(self, aggregate_ids: Collection[str], last: int) -> dict[str, list[LogEvent]]:
+        found = stored_states_up_to(self.engine.recorder, [UUID(i) for i in aggregate_ids], last)
+        return {str(u): self.aggregate_events(u, rows) for u, rows in found.items()}
+
     def aggregate_events(self, aggregate_id: UUID, stored: Iterable[tuple[int, str, bytes]]) -> list[LogEvent]:
         """One aggregate's events from its stored ``(version, topic, state)`` rows (position 0)."""
         shown_id = str(aggregate_id)
@@ -195,7 +191,7 @@ class EngineLogSource:
             version=int(version),
             name=names[1],
             recorded_at=recorded_at,
-            payload=StoredPayload(payload),
+            payload=payload,
         )
 
     def shows_later(self, state: bytes, as_of: datetime | None, known_at: datetime | None) -> bool:

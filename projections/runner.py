@@ -1,12 +1,18 @@
 """Feeds the projections from a log source and writes the views with the position.
 
 Each step reads the next events after the stored position and writes, in ONE
-view-store transaction, the events into the inbox, the re-derived rows of
-every customer and deal they touch, and the new position. A crash before the
-commit leaves the old position, so the step is simply done again; an event
-whose aggregate version is already in the inbox is ignored, so a log that
-delivers an event twice (a relay that crashed before recording its position)
-changes nothing.
+view-store transaction, the re-derived rows of every customer and deal they
+touch and the new position. A crash before the commit leaves the old
+position, so the step is simply done again.
+
+A step derives an entity from its whole history: what was applied before, plus
+the step's events. The runner's own consumer follows the event store's log, so
+what it applied is the log up to its stored position, read from the event store
+again when needed (``LogSource.histories_of``). Another consumer (a Kafka
+partition) delivers events itself: those it applied beyond that position go
+into the inbox with the step. Either way an event whose aggregate version is
+already applied is ignored, so a log that delivers an event twice (a relay that
+crashed before recording its position) changes nothing.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from projections.customers import (
 )
 from projections.deals import derive_deal
 from projections.folds import fold_rows
-from projections.log import LogEvent, LogSource, StoredPayload
+from projections.log import LogEvent, LogSource
 from projections.store import ViewChange, ViewStore
 from projections.tables import ALL_TABLES, CUSTOMER_FOLDS, PROJECTION_INBOX
 
@@ -102,7 +108,9 @@ class ProjectionRunner:
         (this runner's own by default; a Kafka consumer names its partition):
 
         1. split the events into entity events (customers, deals) and receipts
-        2. read the inbox of every entity touched and add the new events (by version)
+        2. read the applied history of every entity touched (the log up to this runner's own
+           position, and the inbox) and add the new events (by version); a consumer other than
+           the runner's own puts them in the inbox
         3. derive the rows of each entity with new events in business-time order: a customer's
            cached fold takes just the new facts when they all come after the ones it took (else
            its whole history is folded again), and only its tables whose rows changed are written;
@@ -126,15 +134,19 @@ class ProjectionRunner:
                 row = rejection_row(event, self.reveal)
                 if row is not None:
                     rejections.append(row)
-        # 2. inbox
-        known = self._inbox(entity_events)
+        # 2. applied histories: the runner's own consumer applied the log up to its position;
+        # another consumer's events may go beyond it, so what it adds goes into the inbox.
+        own = consumer == self.consumer
+        logged = (expected_position or 0) if own else (self.store.position(self.consumer) or 0)
+        known = self._applied(entity_events, logged)
         inbox_rows = []
         added: dict[str, list[LogEvent]] = defaultdict(list)
         for entity_id, new in entity_events.items():
             for event in sorted(new, key=lambda e: e.version):
                 if event.version not in known[entity_id]:
                     known[entity_id][event.version] = event
-                    inbox_rows.append(_inbox_row(event))
+                    if not own:
+                        inbox_rows.append(_inbox_row(event))
                     added[entity_id].append(event)
         # 3. derive (an entity whose events were all applied before keeps its rows)
         replace: dict[str, dict[Any, list[dict[str, Any]]]] = defaultdict(dict)
@@ -236,7 +248,9 @@ class ProjectionRunner:
             replace["deal_current"][deal_key] = current
             replace["deal_stage_history"][deal_key] = stages
 
-    def _inbox(self, entity_events: dict[str, list[LogEvent]]) -> dict[str, dict[int, LogEvent]]:
+    def _applied(self, entity_events: dict[str, list[LogEvent]], logged: int) -> dict[str, dict[int, LogEvent]]:
+        """Each entity's applied events by version: from the cache, else the log's up to
+        ``logged`` and the inbox's."""
         known: dict[str, dict[int, LogEvent]] = defaultdict(dict)
         missing = []
         for entity_id in entity_events:
@@ -245,6 +259,9 @@ class ProjectionRunner:
             else:
                 missing.append(entity_id)
         if missing:
+            if logged:
+                for entity_id, history in self.source.histories_of(missing, logged).items():
+                    known[entity_id] = {event.version: event for event in history}
             for row in self.store.rows(PROJECTION_INBOX.name, where={"entity_id": missing}):
                 known[row["entity_id"]][row["version"]] = _from_inbox_row(row)
         return known
@@ -263,16 +280,17 @@ class ProjectionRunner:
 
         Following the log step by step would re-derive a customer at every page that holds one
         of its events (dozens of times over a long log); a rebuild has the whole log, and reads
-        it entity by entity (the events table's key order), so nothing is read back:
+        it entity by entity (the events table's key order), so nothing is read back. It writes
+        no inbox: once its position is stored, the log up to it is what was applied.
 
-        1. drop and create the views, position 0 (a crash from here on leaves position 0, and
-           the next ``catch_up`` completes the views the ordinary way: the inbox ignores what
-           it already holds)
+        1. drop and create the views (the inbox too), position 0 (a crash from here on leaves
+           position 0, and the next ``catch_up`` derives every entity again the ordinary way,
+           replacing the rows a part wrote; appended rows it writes again are ignored)
         2. note the log's last position: the rebuild takes the events up to it, ``catch_up``
            the later ones
         3. for a chunk of entities at a time (bounded by entities and by events: their
-           histories are in memory together), in one transaction: their events into the inbox,
-           their derived rows, the rejections among them (``rebuild_part``: several processes
+           histories are in memory together), in one transaction: their derived rows, the
+           rejections among them (``rebuild_part``: several processes
            can each take a range of entity ids, see ``lifecycle.parallel``)
         4. scrub the rejections of erased customers (a receipt's place in the key order has
            nothing to do with its customer's)
@@ -307,19 +325,18 @@ class ProjectionRunner:
             events = [event for history in chunk for event in history]
             self.refresh_keys(_customers_of(events))
             replace: dict[str, dict[Any, list[dict[str, Any]]]] = defaultdict(dict)
-            inbox, rejections = [], []
+            rejections = []
             for history in chunk:
                 kind = history[0].aggregate_type
                 if kind in _ENTITY_TYPES:
                     entity_id = history[0].aggregate_id
-                    inbox += [_inbox_row(e) for e in history]
                     self._derive(entity_id, history, replace)
                     if (key := _key_if_erased(history, history)) is not None:
                         erased.append(key)
                 elif kind == "InboundReceipt":
                     rejections += filter(None, (rejection_row(e, self.reveal) for e in history))
             self.store.write(ViewChange(consumer=self.consumer, position=None, replace_entities=replace,
-                                        append={PROJECTION_INBOX.name: inbox, "rejections": rejections}))
+                                        append={"rejections": rejections}))
             copied += len(events)
             if progress is not None:
                 progress(len(events))
@@ -427,16 +444,13 @@ def _from_inbox_row(row: dict[str, Any]) -> LogEvent:
 
 
 def _inbox_row(event: LogEvent) -> dict[str, Any]:
-    payload = event.payload
     return {
         "entity_id": event.aggregate_id,
         "version": event.version,
         "aggregate_type": event.aggregate_type,
         "name": event.name,
         "recorded_at": event.recorded_at,
-        # Decoded from the stored JSON just now: its text goes in as it is, not copied to be
-        # checked and encoded again.
-        "payload": payload.json_text() if type(payload) is StoredPayload else dict(payload),
+        "payload": dict(event.payload),
     }
 
 

@@ -272,7 +272,8 @@ PROJECTION_INBOX = Table(
         _c("payload", "json", "Event attributes", False),
     ),
     key=("entity_id", "version"),
-    description="Each entity's events, kept so its rows can be re-derived in business-time order.",
+    description="The events a consumer other than the log's own (a Kafka partition) applied beyond the "
+                "log's position: with the log up to it, each entity's history, re-derived in business-time order.",
     internal=True,
 )
 

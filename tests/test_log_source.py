@@ -13,6 +13,7 @@ from lifecycle.simulate import simulate
 from lifecycle.parallel import key_ranges
 from projections.customers import derive_customer
 from projections.log import EngineLogSource, log_event_of
+from projections.runner import CONSUMER, ProjectionRunner
 from tests.backends import runtime_factory
 
 
@@ -164,27 +165,51 @@ def test_histories_give_each_aggregate_whole_up_to_the_last_position(kind, tmp_p
 
 
 @pytest.mark.parametrize("kind", ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
-def test_steps_after_a_rebuild_derive_from_the_inbox_it_wrote(kind, tmp_path, request):
-    """A rebuild writes each inbox row's payload as the JSON text the log source decoded
-    (``StoredPayload.json_text``); the steps after it read those rows back to derive the
-    customers they touch: every row reads back as the event's payload, and the views after the
-    steps equal a rebuild of the whole log."""
+def test_steps_after_a_rebuild_derive_from_the_log_up_to_its_position(kind, tmp_path, request):
+    """A rebuild writes no inbox: the steps after it read the histories of the customers they
+    touch from the log, up to the rebuild's position. A new runner (no cached histories) steps
+    through the rest of the log, and the views equal a rebuild of the whole log."""
     rt = runtime_factory(kind, tmp_path, lambda: request.getfixturevalue("postgres_url"))()
     try:
         lines = simulate(customers=30, seed=11, start=date(2024, 1, 1), days=300)
         today = date(2025, 1, 1)
         rt.engine.ingest(lines[: len(lines) // 2])
         rt.runner.rebuild(today)
-        by_key = {(e.aggregate_id, e.version): e for e in EngineLogSource(rt.engine).read(0, 100_000)}
-        inbox = rt.views.rows("projection_inbox")
-        assert inbox and all(type(row["payload"]) is dict for row in inbox)
-        assert all(row["payload"] == by_key[(row["entity_id"], row["version"])].payload for row in inbox)
+        assert rt.views.rows("projection_inbox") == []
+        rebuilt_at = rt.views.position(CONSUMER)
 
         rt.engine.ingest(lines[len(lines) // 2:])
-        rt.runner.catch_up(today)  # its caches were emptied by the rebuild: it reads the inbox
+        runner = ProjectionRunner(rt.runner.source, rt.views, rt.engine.model, reveal=rt.runner.reveal,
+                                  batch_size=37)
+        read: list[int] = []
+        source_histories_of = runner.source.histories_of
+        runner.source.histories_of = lambda ids, last: (read.append(last), source_histories_of(ids, last))[1]
+        runner.catch_up(today)
+        assert read and read[0] == rebuilt_at and read == sorted(read)  # each step up to its position
+        assert rt.views.rows("projection_inbox") == []
         stepped = {name: sorted(rt.views.rows(name), key=repr) for name in _ENTITY_VIEWS}
         rt.runner.rebuild(today)
         assert {name: sorted(rt.views.rows(name), key=repr) for name in _ENTITY_VIEWS} == stepped
+    finally:
+        rt.close()
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
+def test_histories_of_stop_at_the_position(kind, tmp_path, request):
+    """``histories_of`` gives each aggregate's events up to a position, exactly those ``read``
+    gives for it, in version order; an aggregate with none by then is left out."""
+    rt = runtime_factory(kind, tmp_path, lambda: request.getfixturevalue("postgres_url"))()
+    try:
+        rt.engine.ingest(simulate(customers=12, seed=5, start=date(2024, 1, 1), days=200))
+        source = EngineLogSource(rt.engine)
+        log = source.read(0, 100_000)
+        ids = sorted({e.aggregate_id for e in log})
+        for last in (1, len(log) // 3, len(log)):
+            expected: dict[str, list] = {}
+            for e in log[:last]:
+                expected.setdefault(e.aggregate_id, []).append(e._replace(position=0))
+            got = source.histories_of(ids, last)
+            assert got == {i: sorted(h, key=lambda e: e.version) for i, h in expected.items()}
     finally:
         rt.close()
 

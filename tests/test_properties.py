@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lifecycle.stages import load_stage_model
-from projections.runner import _chunks
+from projections.runner import CONSUMER, _chunks
 from projections.tables import ALL_TABLES
 from tests.backends import runtime_factory
 from tests.events import interaction, request
@@ -98,6 +98,44 @@ def test_a_duplicate_changes_nothing(lines, data):
     rt.runner.catch_up(TODAY)
     assert result.accepted == 0
     assert views(rt) == before
+
+
+@SETTINGS
+@given(populations(), st.lists(st.tuples(st.booleans(), st.integers(1, 40), st.booleans()), min_size=1, max_size=12))
+def test_a_delivering_consumer_beside_the_logs_own_gives_the_views_of_a_rebuild(lines, steps):
+    """A Kafka partition's consumer delivers the log's events itself (at positions of its own);
+    the runner's own consumer follows the log, and what it applied is read back from the log.
+    Whatever the interleaving, whichever applied an event first, and with the cached histories
+    dropped at any step, each entity is derived from everything either applied: at the end the
+    views equal a rebuild's, and the inbox holds no event the log's own consumer had applied."""
+    rt = fresh()
+    rt.engine.ingest(lines)
+    log = rt.runner.source.read(0, 1_000_000)
+    partition = "kafka:lifecycle.events:0"
+    logged = {(e.aggregate_id, e.version): e.position for e in log}
+    beyond = set()  # what the partition's consumer applied beyond the log consumer's position
+    for own, count, forget in steps + [(True, len(log), False), (False, len(log), False)]:
+        if forget:
+            rt.runner._forget()
+        if own:
+            at = rt.views.position(CONSUMER) or 0
+            events = rt.runner.source.read(at, count)
+            name = CONSUMER
+        else:
+            at = rt.views.position(partition) or 0
+            events = [e._replace(position=offset) for offset, e in enumerate(log[at:at + count], at + 1)]
+            name = partition
+            reached = rt.views.position(CONSUMER) or 0
+            beyond |= {k for k in ((e.aggregate_id, e.version) for e in events) if logged[k] > reached}
+        if events:
+            rt.runner.apply(events, expected_position=at or None, consumer=name)
+    rt.runner.refresh_summaries(TODAY)
+    stepped = views(rt)
+    inbox = {(r["entity_id"], r["version"]) for r in rt.views.rows("projection_inbox")}
+    rt.runner.rebuild(TODAY)
+    assert views(rt) == stepped
+    entity_events = {(e.aggregate_id, e.version) for e in log if e.aggregate_type in ("Customer", "Deal")}
+    assert inbox == beyond & entity_events
 
 
 @SETTINGS
