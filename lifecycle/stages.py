@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -58,6 +58,16 @@ class StageModel:
     stages: tuple[Stage, ...]
     main_sequence: tuple[str, ...]
     edges: tuple[Edge, ...]
+    # The first edge each (source, guard) opens: the rules ask for one with every fact a fold
+    # takes, on ingest and in the projections alike, and a scan of every edge was most of it.
+    _first_edge: dict[tuple[str, str], Edge] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        first: dict[tuple[str, str], Edge] = {}
+        for edge in self.edges:
+            for guard in edge.guards:
+                first.setdefault((edge.source, guard), edge)
+        object.__setattr__(self, "_first_edge", first)
 
     @property
     def stage_names(self) -> tuple[str, ...]:
@@ -65,6 +75,8 @@ class StageModel:
 
     def edge(self, source: str, guard: str, target: str | None = None) -> Edge | None:
         """The first edge leaving ``source`` that ``guard`` opens (to ``target`` if given)."""
+        if target is None:
+            return self._first_edge.get((source, guard))
         for edge in self.edges:
             if edge.source == source and guard in edge.guards:
                 if target is None or edge.target == target:

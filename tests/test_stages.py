@@ -1,4 +1,5 @@
 import json
+from importlib import resources
 
 import pytest
 
@@ -88,3 +89,22 @@ def test_the_cli_refuses_to_start_with_a_broken_model(tmp_path):
     done = lifecycle(tmp_path, "report", "funnel", LIFECYCLE_STAGE_MODEL=str(path))
     assert done.returncode == 2
     assert b"unknown guard 'telepathy'" in done.stderr and b"Traceback" not in done.stderr
+
+
+def test_the_edge_a_guard_opens_is_the_first_in_the_model_file(tmp_path):
+    """``edge`` answers from a table built at load: the same edge as a scan of the edges in
+    their order, for every stage and guard, where two edges share a source and a guard too."""
+    doc = json.loads(resources.files("lifecycle").joinpath("default_stage_model.json").read_text())
+    first = doc["edges"][0]
+    doc["edges"].append({**first, "to": doc["stages"][-1]["name"], "reason": "a later duplicate"})
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(doc))
+    for model in (load_stage_model(), load_stage_model(path)):
+        for source in model.stage_names:
+            for guard in sorted(GUARDS):
+                scanned = next((e for e in model.edges if e.source == source and guard in e.guards), None)
+                assert model.edge(source, guard) == scanned
+                for target in model.stage_names:
+                    wanted = next((e for e in model.edges if e.source == source and guard in e.guards
+                                   and e.target == target), None)
+                    assert model.edge(source, guard, target) == wanted
