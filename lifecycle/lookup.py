@@ -170,7 +170,13 @@ def notifications_by_aggregate(
     rows = _select(recorder, postgres, sqlite, postgres_params, sqlite_params)
     if rows is None:
         return None
-    return [(r[0], _id_as_text(r[1]), r[2], r[3], bytes(r[4])) for r in rows]
+    # In key order an aggregate's rows come together: its id is shown once for all of them.
+    shown, stored_id, text = [], None, ""
+    for r in rows:
+        if r[1] != stored_id:
+            stored_id, text = r[1], _id_as_text(r[1])
+        shown.append((r[0], text, r[2], r[3], bytes(r[4])))
+    return shown
 
 
 def _select(
