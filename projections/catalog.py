@@ -15,7 +15,8 @@ Report = Callable[[ViewStore, StageModel, date], list[dict[str, Any]]]
 REPORTS: dict[str, tuple[str, Report]] = {
     "pipeline": ("Sales pipeline by stage", lambda s, m, d: reports.pipeline_by_stage(s.iter_rows("deal_stage_history"), d)),
     "funnel": ("Funnels: lifecycle stages and deal pipeline", lambda s, m, d: reports.lifecycle_funnel(
-        m, s.iter_rows("stage_history"), d) + reports.deal_funnel(s.iter_rows("deal_stage_history"), d)),
+        m, s.iter_rows("stage_history", columns=("customer_id", *reports.FUNNEL_COLUMNS)), d)
+        + reports.deal_funnel(s.iter_rows("deal_stage_history", columns=("deal_id", *reports.FUNNEL_COLUMNS)), d)),
     "forecast": ("Deal forecast by close month and category", lambda s, m, d: reports.deal_forecast(
         s.iter_rows("deal_stage_history"), d)),
     "retention": ("Retention by months since first purchase", lambda s, m, d: reports.retention_by_month(
@@ -24,7 +25,7 @@ REPORTS: dict[str, tuple[str, Report]] = {
     "advocacy": ("NPS and advocacy by month", lambda s, m, d: reports.advocacy_nps(
         # It counts entries into advocate only: its pass over the stages reads those.
         s.iter_rows("customer_feedback"), s.iter_rows("customer_referrals"),
-        s.iter_rows("stage_history", where={"stage": "advocate"}), d)),
+        s.iter_rows("stage_history", where={"stage": "advocate"}, columns=("stage", "entered_at")), d)),
     "rfm": ("RFM per customer", lambda s, m, d: reports.customer_rfm(s.iter_rows("customer_purchases"), d)),
     "funnel-strict": ("Lifecycle funnel, stages entered in order, with time to convert",
                       lambda s, m, d: analytics.lifecycle_funnel_strict(m, s.iter_rows("stage_history"), d)),

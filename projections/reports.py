@@ -56,6 +56,11 @@ def deal_funnel(deal_stage_history: Iterable[Row], as_of: date) -> list[dict[str
     return _funnel_rows("deals", sequence, _furthest(deal_stage_history, "deal_id", sequence, as_of), as_of)
 
 
+#: The columns of a stage table ``_furthest`` reads besides the entity's: the stage tables are the
+#: longest the summaries read, and decoding the rest of each row was most of a funnel's time.
+FUNNEL_COLUMNS = ("stage", "entered_at")
+
+
 def _furthest(history: Iterable[Row], entity: str, sequence: Sequence[str], as_of: date) -> list[int]:
     """Each entity's furthest position in ``sequence`` entered by the end of ``as_of``."""
     furthest: dict[str, int] = {}

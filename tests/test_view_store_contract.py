@@ -487,7 +487,24 @@ def test_iter_rows_decodes_every_type(store: ViewStore, small_pages: None) -> No
     assert list(store.iter_rows("all_types")) == store.rows("all_types")
 
 
+@pytest.mark.parametrize("columns", [["at", "id"], ["doc"], ["flag", "amount", "day", "n"]])
+def test_iter_rows_gives_the_columns_asked_for_in_their_order(store: ViewStore, small_pages: None, columns) -> None:
+    rows = [
+        {"id": f"r{i}", "n": i, "amount": Decimal("1.10"), "day": dt.date(2026, 1, i + 1),
+         "at": dt.datetime(2026, 1, 1, i, tzinfo=UTC), "flag": bool(i % 2), "doc": {"k": [i, None]}}
+        for i in range(5)
+    ] + [{"id": "empty"}]
+    write(store, append={"all_types": rows})
+    got = list(store.iter_rows("all_types", where={"n": [1, 2, None]}, order_by=["-n"], columns=columns))
+    expected = [{c: r[c] for c in columns} for r in store.rows("all_types", where={"n": [1, 2, None]}, order_by=["-n"])]
+    assert got == expected and [list(r) for r in got] == [columns] * len(expected)
+
+
 def test_iter_rows_checks_its_arguments_at_the_call(store: ViewStore) -> None:
+    with pytest.raises(ViewStoreError, match="colour"):
+        store.iter_rows("totals", columns=["bucket", "colour"])
+    with pytest.raises(ViewStoreError, match="no column"):
+        store.iter_rows("totals", columns=[])
     with pytest.raises(UnknownTable):
         store.iter_rows("no_such_table")
     with pytest.raises(ViewStoreError, match="colour"):

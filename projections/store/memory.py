@@ -20,6 +20,7 @@ from projections.store.values import (
     lookup,
     missing_required,
     prepare_change,
+    prepare_columns,
     prepare_order,
     prepare_where,
 )
@@ -165,9 +166,16 @@ class InMemoryViewStore:
         *,
         where: Mapping[str, Any] | None = None,
         order_by: Sequence[str] = (),
+        columns: Sequence[str] | None = None,
     ) -> Generator[dict[str, Any], None, None]:
         # The rows are in memory already; ``rows`` takes the snapshot (and checks the arguments).
-        return (row for row in self.rows(table, where=where, order_by=order_by))
+        with self._lock:
+            self._check_open()
+            names = [c.name for c in prepare_columns(lookup(self._tables, table), columns)]
+        rows = self.rows(table, where=where, order_by=order_by)
+        if columns is None:
+            return (row for row in rows)
+        return ({name: row[name] for name in names} for row in rows)
 
     def close(self) -> None:
         with self._lock:

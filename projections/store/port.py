@@ -67,9 +67,12 @@ class ViewStore(Protocol):
         *,
         where: Mapping[str, Any] | None = None,
         order_by: Sequence[str] = (),
+        columns: Sequence[str] | None = None,
     ) -> Generator[dict[str, Any], None, None]:
         """The rows ``rows`` returns, read a page at a time from one snapshot of the table, so
-        that memory does not grow with the table (the summaries read whole tables).
+        that memory does not grow with the table (the summaries read whole tables). With
+        ``columns``, each row holds only those (a summary reads a few columns of a long table,
+        and decoding the others was most of its time).
 
         The table and the arguments are checked at the call. The store stays usable while the
         iterator is open, writes included; the iterator does not see them. An iterator dropped

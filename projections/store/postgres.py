@@ -39,6 +39,7 @@ from projections.store.values import (
     check_existing_columns,
     lookup,
     prepare_change,
+    prepare_columns,
     prepare_order,
     prepare_where,
 )
@@ -79,9 +80,9 @@ def _encode_row(table: Table, values: Values) -> tuple[Any, ...]:
     return tuple(_encode(v, c) for v, c in zip(values, table.columns))
 
 
-def _decode_row(table: Table, raw: Sequence[Any]) -> dict[str, Any]:
-    row = dict(zip(table.column_names, raw))
-    for column in table.columns:
+def _decode_row(columns: Sequence[Column], raw: Sequence[Any]) -> dict[str, Any]:
+    row = {column.name: value for column, value in zip(columns, raw)}
+    for column in columns:
         # The session runs in UTC, but say so in the value's tzinfo whatever the server does.
         if column.type == "timestamp" and row[column.name] is not None:
             row[column.name] = row[column.name].astimezone(dt.timezone.utc)
@@ -276,10 +277,10 @@ class PostgresViewStore:
         where: Mapping[str, Any] | None = None,
         order_by: Sequence[str] = (),
     ) -> list[dict[str, Any]]:
-        definition, query, params = self._select(table, where, order_by)
+        selected, query, params = self._select(table, where, order_by)
         with self._lock, self._translate():
             raw = self._connection().execute(query, params).fetchall()
-        return [_decode_row(definition, r) for r in raw]
+        return [_decode_row(selected, r) for r in raw]
 
     def iter_rows(
         self,
@@ -287,16 +288,17 @@ class PostgresViewStore:
         *,
         where: Mapping[str, Any] | None = None,
         order_by: Sequence[str] = (),
+        columns: Sequence[str] | None = None,
     ) -> Generator[dict[str, Any], None, None]:
         """Steps as in ``ViewStore.iter_rows``: a reader connection of its own, so that neither the
         lock nor the store's connection is held between pages, and a server-side cursor in its
         one read-only transaction (one snapshot), fetched a page at a time."""
-        definition, query, params = self._select(table, where, order_by)
+        selected, query, params = self._select(table, where, order_by, columns)
         if self._closed:
             raise ViewStoreError("the view store is closed")
-        return self._stream(definition, query, params)
+        return self._stream(selected, query, params)
 
-    def _stream(self, definition: Table, query: sql.Composable, params: list[Any]) -> Generator[dict[str, Any], None, None]:
+    def _stream(self, selected: Sequence[Column], query: sql.Composable, params: list[Any]) -> Generator[dict[str, Any], None, None]:
         reader = self._take_reader()
         try:
             with self._translate():
@@ -308,7 +310,7 @@ class PostgresViewStore:
                 if not raw:
                     return
                 for r in raw:
-                    yield _decode_row(definition, r)
+                    yield _decode_row(selected, r)
         finally:
             self._give_back(reader)
 
@@ -346,19 +348,21 @@ class PostgresViewStore:
         reader.close()
 
     def _select(
-        self, table: str, where: Mapping[str, Any] | None, order_by: Sequence[str]
-    ) -> tuple[Table, sql.Composable, list[Any]]:
-        """The definition, the SELECT and its parameters (checked against the definition)."""
+        self, table: str, where: Mapping[str, Any] | None, order_by: Sequence[str],
+        columns: Sequence[str] | None = None,
+    ) -> tuple[tuple[Column, ...], sql.Composable, list[Any]]:
+        """The columns selected, the SELECT and its parameters (checked against the definition)."""
         with self._lock:
             definition = lookup(self._tables, table)
+        selected = prepare_columns(definition, columns)
         conditions, params = _where_sql(prepare_where(definition, where))
         query = sql.SQL("SELECT {} FROM {}{}{}").format(
-            sql.SQL(", ").join(map(sql.Identifier, definition.column_names)),
+            sql.SQL(", ").join(sql.Identifier(c.name) for c in selected),
             self._name(definition),
             conditions,
             _order_sql(prepare_order(definition, order_by)),
         )
-        return definition, query, params
+        return selected, query, params
 
     def close(self) -> None:
         with self._lock:

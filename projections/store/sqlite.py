@@ -33,6 +33,7 @@ from projections.store.values import (
     check_existing_columns,
     lookup,
     prepare_change,
+    prepare_columns,
     prepare_order,
     prepare_where,
 )
@@ -95,9 +96,9 @@ def _encode_row(table: Table, values: Values) -> tuple[Any, ...]:
     return tuple([None if v is None else encoders[kind](v) for v, (_, kind) in zip(values, table.names_and_types)])
 
 
-def _decode_row(table: Table, raw: Sequence[Any]) -> dict[str, Any]:
+def _decode_row(names_and_types: Sequence[tuple[str, str]], raw: Sequence[Any]) -> dict[str, Any]:
     decoders = _DECODERS
-    return {name: None if v is None else decoders[kind](v) for (name, kind), v in zip(table.names_and_types, raw)}
+    return {name: None if v is None else decoders[kind](v) for (name, kind), v in zip(names_and_types, raw)}
 
 
 def _create_sql(table: Table) -> list[str]:
@@ -306,10 +307,10 @@ class SQLiteViewStore:
         where: Mapping[str, Any] | None = None,
         order_by: Sequence[str] = (),
     ) -> list[dict[str, Any]]:
-        definition, query, params = self._select(table, where, order_by)
+        selected, query, params = self._select(table, where, order_by)
         with self._lock, self._translate():
             raw = self._conn.execute(query, params).fetchall()
-        return [_decode_row(definition, r) for r in raw]
+        return [_decode_row(selected, r) for r in raw]
 
     def iter_rows(
         self,
@@ -317,20 +318,24 @@ class SQLiteViewStore:
         *,
         where: Mapping[str, Any] | None = None,
         order_by: Sequence[str] = (),
+        columns: Sequence[str] | None = None,
     ) -> Generator[dict[str, Any], None, None]:
         """Steps as in ``ViewStore.iter_rows``: a connection of its own, so that neither the lock
         nor the store's connection is held between pages; its read transaction is the snapshot
         (WAL: writers go on meanwhile)."""
         if not isinstance(self.path, Path):
-            # ":memory:" is private to its connection: one read, as ``rows`` (which also refuses
-            # a closed store).
-            return (row for row in self.rows(table, where=where, order_by=order_by))
-        definition, query, params = self._select(table, where, order_by)
+            # ":memory:" is private to its connection: one read (which also refuses a closed
+            # store).
+            selected, query, params = self._select(table, where, order_by, columns)
+            with self._lock, self._translate():
+                raw = self._conn.execute(query, params).fetchall()
+            return (_decode_row(selected, r) for r in raw)
+        selected, query, params = self._select(table, where, order_by, columns)
         if self._closed:
             raise ViewStoreError(f"the SQLite view store {self.path} is closed")
-        return self._stream(definition, query, params)
+        return self._stream(selected, query, params)
 
-    def _stream(self, definition: Table, query: str, params: list[Any]) -> Generator[dict[str, Any], None, None]:
+    def _stream(self, selected: Sequence[tuple[str, str]], query: str, params: list[Any]) -> Generator[dict[str, Any], None, None]:
         with self._translate():
             reader = self._open_reader()
         try:
@@ -343,7 +348,7 @@ class SQLiteViewStore:
                 if not raw:
                     return
                 for r in raw:
-                    yield _decode_row(definition, r)
+                    yield _decode_row(selected, r)
         finally:
             reader.close()  # ends the read transaction too
 
@@ -359,17 +364,20 @@ class SQLiteViewStore:
         return reader
 
     def _select(
-        self, table: str, where: Mapping[str, Any] | None, order_by: Sequence[str]
-    ) -> tuple[Table, str, list[Any]]:
-        """The definition, the SELECT and its parameters (checked against the definition)."""
+        self, table: str, where: Mapping[str, Any] | None, order_by: Sequence[str],
+        columns: Sequence[str] | None = None,
+    ) -> tuple[tuple[tuple[str, str], ...], str, list[Any]]:
+        """The columns selected (name and type), the SELECT and its parameters (checked against
+        the definition)."""
         with self._lock:
             definition = lookup(self._tables, table)
+        selected = tuple((c.name, c.type) for c in prepare_columns(definition, columns))
         conditions, params = _where_sql(prepare_where(definition, where))
         query = (
-            f"SELECT {', '.join(map(_q, definition.column_names))} FROM {_q(definition.name)}"
+            f"SELECT {', '.join(_q(name) for name, _ in selected)} FROM {_q(definition.name)}"
             f"{conditions}{_order_sql(prepare_order(definition, order_by))}"
         )
-        return definition, query, params
+        return selected, query, params
 
     def close(self) -> None:
         with self._lock:

@@ -381,3 +381,16 @@ def prepare_order(table: Table, order_by: Sequence[str]) -> tuple[Ordering, ...]
     named = {o.column.name for o in orderings}
     orderings.extend(Ordering(table.column(k)) for k in table.key if k not in named)
     return tuple(orderings)
+
+
+def prepare_columns(table: Table, columns: Sequence[str] | None) -> tuple[Column, ...]:
+    """The columns to read, in the order asked (every column, in the table's order, for None);
+    an unknown one raises ViewStoreError."""
+    if columns is None:
+        return table.columns
+    if isinstance(columns, str):
+        columns = (columns,)
+    chosen = tuple(table.column(name) for name in columns)
+    if not chosen:
+        raise ViewStoreError(f"no column asked of {table.name!r}")
+    return chosen
