@@ -155,7 +155,10 @@ class EngineLogSource:
             yield held
 
     def histories_of(self, aggregate_ids: Collection[str], last: int) -> dict[str, list[LogEvent]]:
-        found = stored_states_up_to(self.engine.recorder, [UUID(i) for i in aggregate_ids], last)
+        # An id that is not an engine id as the engine writes it (a message someone else
+        # published) has no events in the log.
+        wanted = [u for u in map(_engine_id, aggregate_ids) if u is not None]
+        found = stored_states_up_to(self.engine.recorder, wanted, last)
         return {str(u): self.aggregate_events(u, rows) for u, rows in found.items()}
 
     def aggregate_events(self, aggregate_id: UUID, stored: Iterable[tuple[int, str, bytes]]) -> list[LogEvent]:
@@ -239,6 +242,15 @@ class EngineLogSource:
             upcasts = getattr(cls, "class_version", 1) != 1
             self._names[topic] = None if upcasts or not self._plain else (aggregate_type, name)
         return self._names[topic]
+
+
+def _engine_id(text: str) -> UUID | None:
+    """The UUID whose text ``text`` is, exactly as ``str(UUID)`` writes it; else None."""
+    try:
+        u = UUID(text)
+    except ValueError:
+        return None
+    return u if str(u) == text else None
 
 
 def _grouped(events: list[LogEvent]) -> Iterator[list[LogEvent]]:

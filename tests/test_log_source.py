@@ -210,6 +210,8 @@ def test_histories_of_stop_at_the_position(kind, tmp_path, request):
                 expected.setdefault(e.aggregate_id, []).append(e._replace(position=0))
             got = source.histories_of(ids, last)
             assert got == {i: sorted(h, key=lambda e: e.version) for i, h in expected.items()}
+        # Ids the engine never writes (a message someone else published) have no history.
+        assert source.histories_of(["not-a-uuid", ids[0].upper(), ids[0].replace("-", "")], len(log)) == {}
     finally:
         rt.close()
 

@@ -477,24 +477,23 @@ def test_iter_rows_gives_what_rows_gives(totals: ViewStore, small_pages: None, w
         == totals.rows("totals", where=where, order_by=order_by)
 
 
-def test_iter_rows_decodes_every_type(store: ViewStore, small_pages: None) -> None:
-    rows = [
+def _all_types_rows() -> list[dict]:
+    """Five rows with a value of every type, and one with only its key."""
+    return [
         {"id": f"r{i}", "n": i, "amount": Decimal("1.10"), "day": dt.date(2026, 1, i + 1),
          "at": dt.datetime(2026, 1, 1, i, tzinfo=UTC), "flag": bool(i % 2), "doc": {"k": [i, None]}}
         for i in range(5)
     ] + [{"id": "empty"}]
-    write(store, append={"all_types": rows})
+
+
+def test_iter_rows_decodes_every_type(store: ViewStore, small_pages: None) -> None:
+    write(store, append={"all_types": _all_types_rows()})
     assert list(store.iter_rows("all_types")) == store.rows("all_types")
 
 
 @pytest.mark.parametrize("columns", [["at", "id"], ["doc"], ["flag", "amount", "day", "n"]])
 def test_iter_rows_gives_the_columns_asked_for_in_their_order(store: ViewStore, small_pages: None, columns) -> None:
-    rows = [
-        {"id": f"r{i}", "n": i, "amount": Decimal("1.10"), "day": dt.date(2026, 1, i + 1),
-         "at": dt.datetime(2026, 1, 1, i, tzinfo=UTC), "flag": bool(i % 2), "doc": {"k": [i, None]}}
-        for i in range(5)
-    ] + [{"id": "empty"}]
-    write(store, append={"all_types": rows})
+    write(store, append={"all_types": _all_types_rows()})
     got = list(store.iter_rows("all_types", where={"n": [1, 2, None]}, order_by=["-n"], columns=columns))
     expected = [{c: r[c] for c in columns} for r in store.rows("all_types", where={"n": [1, 2, None]}, order_by=["-n"])]
     assert got == expected and [list(r) for r in got] == [columns] * len(expected)
