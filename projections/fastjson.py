@@ -1,7 +1,7 @@
 """JSON with orjson where it gives exactly what the standard library gives, else the library.
 
 orjson reads and writes JSON several times faster, and the projections read and write a lot of
-it (a rebuild decodes every stored event and writes every inbox row). It differs in ways that
+it (a rebuild decodes every stored event). It differs in ways that
 matter here: it reads an integer beyond 64 bits as a float, silently, refuses numbers beyond a
 double, and refuses to write such an integer or a key that is not a string. So whatever orjson
 read as holding a float, or refused, is read again by the standard library (the projections'
@@ -14,19 +14,6 @@ import json
 from typing import Any
 
 import orjson
-
-
-class JSONText(str):
-    """Compact JSON text of a plain value (dicts with text keys, lists, text, integers, booleans,
-    None; no float), made by code that has just decoded or encoded exactly that value, so nobody
-    needs to check or encode it again: ``dumps`` returns it as it is, a view store's JSON column
-    takes it as it is (``projections.store.values``), and every store reads it back as the value.
-
-    Why: a rebuild writes every stored event into the projections' inbox, and copying (to check)
-    and encoding a payload the log source had just decoded from JSON was ~2.5 µs of each row's
-    ~7 µs of normalising and encoding (bench/PROFILE.md)."""
-
-    __slots__ = ()
 
 
 def loads(data: str | bytes) -> Any:
@@ -56,10 +43,7 @@ def has_float(value: Any) -> bool:
 
 def dumps(value: Any) -> str:
     """Compact JSON text, not ASCII-escaped (``json.dumps`` with separators (",", ":") and
-    ensure_ascii=False); raises TypeError or ValueError for what is not JSON. A ``JSONText`` is
-    already that text."""
-    if type(value) is JSONText:
-        return value
+    ensure_ascii=False); raises TypeError or ValueError for what is not JSON."""
     try:
         return orjson.dumps(value).decode()
     except TypeError:

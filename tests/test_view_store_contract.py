@@ -12,11 +12,9 @@ from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
 
-import orjson
 import psycopg
 import pytest
 
-from projections.fastjson import JSONText
 from projections.store import (
     Column,
     InMemoryViewStore,
@@ -159,27 +157,6 @@ def test_rows_returned_are_copies(store: ViewStore) -> None:
     doc["a"].append(2)
     store.rows("all_types")[0]["doc"]["a"].append(3)
     assert store.rows("all_types")[0]["doc"] == {"a": [1]}
-
-
-def test_json_text_is_written_as_it_is_and_read_as_its_value(store: ViewStore) -> None:
-    """A JSONText (the inbox's payloads, decoded from the stored events just before) is taken
-    without a second check or encoding; every store reads back the value, on every write path
-    (a small append, one above PostgreSQL's COPY threshold, a replacement)."""
-    doc = {"items": [1, "two", None, True, {"x": -3}], "note": "ü€ \"quoted\""}
-    text = JSONText(orjson.dumps(doc).decode())
-    write(store, append={"all_types": [{"id": "a", "doc": text}]})
-    write(store, append={"all_types": [{"id": f"m{i:04}", "doc": text} for i in range(600)]})
-    write(store, replace_tables={"runner_state": [{"name": "s", "value": text}]})
-
-    rows = store.rows("all_types", order_by=["id"])
-    assert rows[0]["doc"] == doc and all(r["doc"] == doc for r in rows)
-    assert [r["doc"] for r in store.iter_rows("all_types")] == [doc] * 601
-    assert store.rows("runner_state") == [{"name": "s", "value": doc}]
-    store.rows("all_types")[0]["doc"]["items"].append(4)  # a copy, as any other JSON cell
-    assert store.rows("all_types")[0]["doc"] == doc
-
-
-# --- schema -----------------------------------------------------------------------------------
 
 
 def test_create_is_idempotent_and_keeps_rows(store: ViewStore) -> None:

@@ -7,8 +7,6 @@ import threading
 from collections.abc import Generator, Mapping, Sequence
 from typing import Any
 
-from projections import fastjson
-from projections.fastjson import JSONText
 from projections.store.change import ViewChange
 from projections.store.errors import PositionConflict, ViewStoreError
 from projections.store.tables import Table
@@ -150,14 +148,12 @@ class InMemoryViewStore:
                 reverse=ordering.descending,
             )
         # Copies of the json values: a caller mutating one must not change the stored row (the
-        # other types are immutable). A JSONText is kept as written and read as its value, as
-        # the databases do.
+        # other types are immutable).
         documents = [c.name for c in definition.columns if c.type == "json"]
         result = [dict(zip(names, v)) for v in selected]
         for row in result:
             for name in documents:
-                value = row[name]
-                row[name] = fastjson.loads(value) if type(value) is JSONText else copy.deepcopy(value)
+                row[name] = copy.deepcopy(row[name])
         return result
 
     def iter_rows(

@@ -55,7 +55,7 @@ _ENCODERS: dict[str, Callable[[Any], Any]] = {
     "date": lambda v: v.isoformat(),
     "timestamp": lambda v: v.isoformat(timespec="microseconds"),  # normalised to UTC already
     "bool": int,
-    "json": fastjson.dumps,  # a JSONText as it is
+    "json": fastjson.dumps,
 }
 
 _DECODERS: dict[str, Callable[[Any], Any]] = {
