@@ -20,13 +20,13 @@ REPORTS: dict[str, tuple[str, Report]] = {
     "forecast": ("Deal forecast by close month and category", lambda s, m, d: reports.deal_forecast(
         s.iter_rows("deal_stage_history"), d)),
     "retention": ("Retention by months since first purchase", lambda s, m, d: reports.retention_by_month(
-        reports.retention_cohorts(s.iter_rows("customer_purchases"), d))),
-    "cohorts": ("Retention cohorts", lambda s, m, d: reports.retention_cohorts(s.iter_rows("customer_purchases"), d)),
+        reports.retention_cohorts(s.iter_rows("customer_purchases", columns=reports.PURCHASE_COLUMNS), d))),
+    "cohorts": ("Retention cohorts", lambda s, m, d: reports.retention_cohorts(s.iter_rows("customer_purchases", columns=reports.PURCHASE_COLUMNS), d)),
     "advocacy": ("NPS and advocacy by month", lambda s, m, d: reports.advocacy_nps(
         # It counts entries into advocate only: its pass over the stages reads those.
         s.iter_rows("customer_feedback"), s.iter_rows("customer_referrals"),
         s.iter_rows("stage_history", where={"stage": "advocate"}, columns=("stage", "entered_at")), d)),
-    "rfm": ("RFM per customer", lambda s, m, d: reports.customer_rfm(s.iter_rows("customer_purchases"), d)),
+    "rfm": ("RFM per customer", lambda s, m, d: reports.customer_rfm(s.iter_rows("customer_purchases", columns=reports.PURCHASE_COLUMNS), d)),
     "funnel-strict": ("Lifecycle funnel, stages entered in order, with time to convert",
                       lambda s, m, d: analytics.lifecycle_funnel_strict(m, s.iter_rows("stage_history"), d)),
     "funnel-any-order": ("Lifecycle funnel, stage or a later one reached, with time to convert",

@@ -74,6 +74,15 @@ def is_fold_point(facts: int) -> bool:
     return facts > 0 and facts % _fold_step(facts) == 0
 
 
+def next_fold_point(facts: int) -> int:
+    """The first fold point after ``facts`` facts: ``facts + 1`` rounded up to a multiple of its
+    step (such a multiple is a point even where it reaches the next power of two, whose step
+    divides it)."""
+    n = facts + 1
+    step = _fold_step(n)
+    return -(-n // step) * step
+
+
 def fold_points_below(facts: int, most: int) -> list[int]:
     """The ``most`` largest fold points at or below ``facts``, largest first."""
     points: list[int] = []
@@ -150,13 +159,15 @@ def _take(
     """Fold ``timed`` (in business-time order, after what ``derivation`` took), counting them
     and keeping the fold at each fold point passed."""
     n, latest = derivation.facts, derivation.facts_recorded_at
+    point = next_fold_point(n) if keep_points else 0  # 0: none (n is at least 1 below)
     for fact, recorded in timed:
         fold.take(fact)
         n += 1
         if latest is None or recorded > latest:
             latest = recorded
-        if keep_points and is_fold_point(n):
+        if n == point:
             derivation.points.append(FoldPoint(n, fact.sort_key, latest, fold.state()))
+            point = next_fold_point(n)
     derivation.facts, derivation.facts_recorded_at = n, latest
     if timed:
         derivation.last = timed[-1][0].sort_key

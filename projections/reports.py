@@ -150,6 +150,10 @@ class CustomerPurchases:
         return {day for amounts in self.by_currency.values() for day in amounts}
 
 
+#: The columns of ``customer_purchases`` that ``purchases_by_customer`` reads.
+PURCHASE_COLUMNS = ("customer_id", "customer_key", "order_id", "occurred_at", "purchase_date", "amount", "currency")
+
+
 def purchases_by_customer(purchases: Iterable[Row], as_of: date) -> dict[str, CustomerPurchases]:
     """One pass in any order over purchase rows (they may be streamed), those up to ``as_of``."""
     customers: dict[str, CustomerPurchases] = {}

@@ -382,7 +382,8 @@ def _chunks(histories: Iterable[list[LogEvent]]) -> Iterator[list[list[LogEvent]
 def compute_summaries(store: ViewStore, model: StageModel, as_of: date) -> dict[str, list[dict[str, Any]]]:
     """Every summary table as of ``as_of``: the reports ``lifecycle report`` gives, the entity
     tables streamed (``iter_rows``): memory follows the customers and deals, not the rows."""
-    customers = reports.purchases_by_customer(store.iter_rows("customer_purchases"), as_of)  # for two
+    customers = reports.purchases_by_customer(  # for two
+        store.iter_rows("customer_purchases", columns=reports.PURCHASE_COLUMNS), as_of)
     return {
         "pipeline_funnel": build_report("funnel", store, model, as_of),
         "deal_forecast": build_report("forecast", store, model, as_of),

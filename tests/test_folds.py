@@ -16,7 +16,15 @@ from lifecycle.ids import customer_id
 from lifecycle.inspect import customer_state
 from lifecycle.lookup import stored_states_of
 from projections import folds
-from projections.customers import FoldPoint, facts_of, fold_points_below, is_fold_point, resume_customer, start_customer
+from projections.customers import (
+    FoldPoint,
+    facts_of,
+    fold_points_below,
+    is_fold_point,
+    next_fold_point,
+    resume_customer,
+    start_customer,
+)
 from projections.log import EngineLogSource
 from projections.tables import CUSTOMER_FOLDS
 from tests.backends import runtime_factory
@@ -259,3 +267,13 @@ def test_kept_folds_hold_personal_data_sealed_and_reveal_nothing_after_an_erasur
         assert state[0]["name"] is None and state[0]["email"] is None
     finally:
         rt.close()
+
+
+def test_the_next_fold_point_is_the_first_point_after():
+    points = [n for n in range(1, 1 << 15) if is_fold_point(n)]
+    following = iter(points)
+    point = next(following)
+    for facts in range(0, points[-1]):
+        if facts >= point:
+            point = next(following)
+        assert next_fold_point(facts) == point, facts
