@@ -75,12 +75,17 @@ def is_fold_point(facts: int) -> bool:
 
 
 def next_fold_point(facts: int) -> int:
-    """The first fold point after ``facts`` facts: ``facts + 1`` rounded up to a multiple of its
-    step (such a multiple is a point even where it reaches the next power of two, whose step
-    divides it)."""
+    """The first fold point after ``facts`` facts: below the next power of two the step is the
+    same, so the point is the first multiple of it; if that reaches the power of two, the search
+    goes on from there with the step of the next range."""
     n = facts + 1
-    step = _fold_step(n)
-    return -(-n // step) * step
+    while True:
+        step = _fold_step(n)
+        point = -(-n // step) * step
+        limit = 1 << n.bit_length()
+        if point < limit:
+            return point
+        n = limit
 
 
 def fold_points_below(facts: int, most: int) -> list[int]:

@@ -269,11 +269,13 @@ def test_kept_folds_hold_personal_data_sealed_and_reveal_nothing_after_an_erasur
         rt.close()
 
 
-def test_the_next_fold_point_is_the_first_point_after():
-    points = [n for n in range(1, 1 << 15) if is_fold_point(n)]
-    following = iter(points)
-    point = next(following)
-    for facts in range(0, points[-1]):
-        if facts >= point:
-            point = next(following)
-        assert next_fold_point(facts) == point, facts
+@pytest.mark.parametrize("every", [64, 3, 5, 100])
+def test_the_next_fold_point_is_the_first_point_after(every):
+    with patch("projections.customers.FOLD_EVERY", every):
+        points = [n for n in range(1, 1 << 15) if is_fold_point(n)]
+        following = iter(points)
+        point = next(following)
+        for facts in range(0, points[-1]):
+            if facts >= point:
+                point = next(following)
+            assert next_fold_point(facts) == point, facts
