@@ -80,6 +80,8 @@ def stored_states_up_to(
     """As ``stored_states_of_many``, but only the events with a notification id up to ``last``
     (what a projection has already applied of each aggregate, see ``projections.runner``)."""
     wanted = list(dict.fromkeys(aggregate_ids))
+    if not wanted:
+        return {}  # (PostgreSQL cannot tell the type of an empty array)
     by_key = {u.hex: u for u in wanted}
     if _is_postgres(recorder) or isinstance(recorder, SQLiteAggregateRecorder):
         rows = _select(
