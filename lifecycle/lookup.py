@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -68,10 +68,19 @@ def stored_states_of_many(
         )
         if rows is None:
             rows = [(u.hex, e.originator_version, e.topic, e.state) for u in chunk for e in recorder.select_events(u)]
-        for aggregate_id, version, topic, state in rows:
-            key = aggregate_id.hex if isinstance(aggregate_id, UUID) else aggregate_id
-            found.setdefault(by_key[key], []).append((version, topic, bytes(state)))
+        _group_states(rows, by_key, found)
     return found
+
+
+def _group_states(
+    rows: Iterable[Sequence[Any]], by_key: Mapping[str, UUID], found: dict[UUID, list[tuple[int, str, bytes]]]
+) -> None:
+    """Add ``(aggregate id, version, topic, state)`` rows, in key order, to ``found`` as each
+    aggregate's ``(version, topic, state)``; ``by_key`` gives the UUID of each id's hex form
+    (SQLite's ids are hex text, PostgreSQL's UUIDs)."""
+    for aggregate_id, version, topic, state in rows:
+        key = aggregate_id.hex if isinstance(aggregate_id, UUID) else aggregate_id
+        found.setdefault(by_key[key], []).append((version, topic, bytes(state)))
 
 
 def stored_states_up_to(
@@ -96,9 +105,7 @@ def stored_states_up_to(
     else:
         rows = _in_memory_states_up_to(recorder, wanted, last)
     found: dict[UUID, list[tuple[int, str, bytes]]] = {}
-    for aggregate_id, version, topic, state in rows:
-        key = aggregate_id.hex if isinstance(aggregate_id, UUID) else aggregate_id
-        found.setdefault(by_key[key], []).append((version, topic, bytes(state)))
+    _group_states(rows, by_key, found)
     return found
 
 
