@@ -137,8 +137,7 @@ class ProjectionRunner:
         # 2. applied histories: the runner's own consumer applied the log up to its position;
         # another consumer's events may go beyond it, so what it adds goes into the inbox.
         own = consumer == self.consumer
-        logged = (expected_position or 0) if own else (self.store.position(self.consumer) or 0)
-        known = self._applied(entity_events, logged)
+        known = self._applied(entity_events, (expected_position or 0) if own else None)
         inbox_rows = []
         added: dict[str, list[LogEvent]] = defaultdict(list)
         for entity_id, new in entity_events.items():
@@ -248,9 +247,12 @@ class ProjectionRunner:
             replace["deal_current"][deal_key] = current
             replace["deal_stage_history"][deal_key] = stages
 
-    def _applied(self, entity_events: dict[str, list[LogEvent]], logged: int) -> dict[str, dict[int, LogEvent]]:
+    def _applied(
+        self, entity_events: dict[str, list[LogEvent]], logged: int | None
+    ) -> dict[str, dict[int, LogEvent]]:
         """Each entity's applied events by version: from the cache, else the log's up to
-        ``logged`` and the inbox's."""
+        ``logged`` (None: the runner's own stored position, read only if an entity is not
+        cached) and the inbox's."""
         known: dict[str, dict[int, LogEvent]] = defaultdict(dict)
         missing = []
         for entity_id in entity_events:
@@ -259,6 +261,8 @@ class ProjectionRunner:
             else:
                 missing.append(entity_id)
         if missing:
+            if logged is None:
+                logged = self.store.position(self.consumer)
             if logged:
                 for entity_id, history in self.source.histories_of(missing, logged).items():
                     known[entity_id] = {event.version: event for event in history}
