@@ -243,6 +243,40 @@ def proc_status_kib(field_name: str, pid: int | str = "self") -> int | None:
     return None
 
 
+# -- CPU -------------------------------------------------------------------------------------
+
+
+def process_cpu_seconds(pid: int | str = "self") -> float | None:
+    """User + system CPU seconds of one process so far (/proc/PID/stat), None once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds(database: str) -> float:
+    """CPU seconds of the PostgreSQL backends connected to ``database`` now (their titles name
+    it), so that a run's share of the server can be told from the rest of the machine."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            title = stat.read_bytes()
+        except OSError:
+            continue
+        if title.startswith(b"postgres:") and f" {database} ".encode() in title:
+            total += process_cpu_seconds(stat.parent.name) or 0.0
+    return total
+
+
+def machine_busy_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, every core added (/proc/stat)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    ticks = os.sysconf("SC_CLK_TCK")
+    idle = values[3] + values[4]  # idle + iowait
+    return (sum(values) - idle) / ticks, sum(values) / ticks
+
+
 # -- the machine ---------------------------------------------------------------------------
 
 

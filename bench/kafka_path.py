@@ -25,7 +25,16 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.common import Context, fresh_database, inbound_lines, scratch, subjects_of
+from bench.common import (
+    Context,
+    fresh_database,
+    inbound_lines,
+    machine_busy_seconds,
+    postgres_cpu_seconds,
+    process_cpu_seconds,
+    scratch,
+    subjects_of,
+)
 
 POLL_S = 0.25
 
@@ -112,6 +121,29 @@ def _wait_ready(ctx: Context, services: Any, logs: Path, ingest: list[str], proj
     return time.monotonic() - started, False
 
 
+class CPUMeter:
+    """CPU seconds spent during a run: by each service process, by the database's backends and by
+    the whole machine (every core; ``busy_share`` is the busy fraction of all cores)."""
+
+    def __init__(self, services: Any, database: str) -> None:
+        self.services, self.database = services, database
+        self.start = self._read()
+
+    def _read(self) -> dict[str, float]:
+        seconds = {name: process_cpu_seconds(p.pid) or 0.0 for name, p in self.services.running.items()}
+        seconds["postgresql"] = postgres_cpu_seconds(self.database)
+        seconds["bench_publisher"] = process_cpu_seconds() or 0.0  # publishing and polling
+        seconds["machine_busy"], seconds["machine_total"] = machine_busy_seconds()
+        return seconds
+
+    def spent(self) -> dict[str, float]:
+        end = self._read()
+        spent = {name: round(end[name] - self.start.get(name, 0.0), 2) for name in end}
+        total = spent.pop("machine_total")
+        spent["busy_share"] = round(spent["machine_busy"] / total, 3) if total else 0.0
+        return spent
+
+
 def _ingest_done(rt: Any, topic: str, ends: dict[int, int]) -> bool:
     recorder = rt.engine.recorder
     return all((recorder.max_tracking_id(f"kafka:{topic}:{p}") or 0) >= end for p, end in ends.items())
@@ -138,6 +170,7 @@ def _run(ctx: Context, lines: list[bytes], keys: list[str], ingest_processes: in
             ctx.log(f"{label}: {'ready' if ready else 'NOT all partitions assigned'} after {ready_s:.1f}s; "
                     f"publishing {len(lines)} events")
             inbound, events_topic = env["LIFECYCLE_TOPIC_INBOUND"], env["LIFECYCLE_TOPIC_EVENTS"]
+            meter = CPUMeter(services, url.rsplit("/", 1)[1])
             started = time.perf_counter()
             ends = _publish(bootstrap, inbound, lines, keys)
             published_s = time.perf_counter() - started
@@ -160,6 +193,7 @@ def _run(ctx: Context, lines: list[bytes], keys: list[str], ingest_processes: in
                         marks["views"] = now
                         break
                 time.sleep(POLL_S)
+            cpu = meter.spent()
             stored = rt.engine.recorder.max_notification_id() or 0
             customers = len(rt.views.rows("customer_current")) if full_path else None
             codes = services.stop_all()
@@ -172,7 +206,7 @@ def _run(ctx: Context, lines: list[bytes], keys: list[str], ingest_processes: in
         "batch_size": ctx.sizes.batch, "assignment_wait_s": ready_s, "assigned_before_start": ready,
         "publish_seconds": published_s, "marks_seconds": marks, "complete": done is not None,
         "seconds": done, "per_s": len(lines) / done if done else None, "stored_events": stored,
-        "customers_in_views": customers, "exit_codes": codes,
+        "customers_in_views": customers, "exit_codes": codes, "cpu_seconds": cpu,
     }
 
 
