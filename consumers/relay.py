@@ -9,7 +9,6 @@ a re-send changes nothing downstream.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 from uuid import UUID
 
@@ -17,13 +16,13 @@ from consumers import clients
 from consumers.outbound import to_message
 from consumers.service import HealthFile, StopSignal, run_until_stopped
 from lifecycle import ids
+from lifecycle.lookup import notifications_after
 from lifecycle.runtime import Runtime
 from projections.log import EngineLogSource, LogEvent
 from projections.store import ViewChange
 
 POLL_SECONDS = 0.5
 PAGE = 5000  # notifications per round: one read, one flush, one position write
-SEAL_SECONDS = 5.0
 
 
 class RelayService:
@@ -34,7 +33,6 @@ class RelayService:
         self.producer = clients.producer(self.settings, "lifecycle-relay")
         self.consumer_name = f"relay:{self.settings.topic_events}"
         self._deal_customers: dict[str, str] = {}
-        self._sealed_at = 0.0
         self.source = EngineLogSource(rt.engine)
 
     def run(self, stop: StopSignal, health: HealthFile) -> None:
@@ -52,14 +50,16 @@ class RelayService:
         """1. read notifications after the stored position
         2. send each, keyed by customer id, and wait for every acknowledgement
         3. record the position
-        4. seal the new events (every few seconds, and whenever idle)
+        4. seal what was sent, from the rows already read (tamper evidence follows the log in
+           commit order too); a sealer that is behind (a crash between 3 and 4) reads the log
         """
         # 1. read
         position = self.rt.views.position(self.consumer_name) or 0
-        events = self.source.read(position, PAGE)
-        if not events:
-            self.seal()  # idle: nothing is left unsealed
+        rows = notifications_after(self.rt.engine.recorder, position, PAGE)
+        if not rows:
+            self.rt.sealer.seal()  # idle: nothing is left unsealed
             return 0
+        events = self.source.events_of(rows)
         # 2. send and wait
         futures = []
         for event in events:
@@ -71,16 +71,14 @@ class RelayService:
         # 3. record
         last = events[-1].position
         self.rt.views.write(ViewChange(consumer=self.consumer_name, position=last))
-        # 4. seal what was relayed (tamper evidence follows the log in commit order too), every
-        #    few seconds while busy: a seal per page cost a sixth of the relay's time
-        if time.monotonic() - self._sealed_at >= SEAL_SECONDS:
-            self.seal()
+        # 4. seal
+        sealed = self.rt.sealer.position()
+        if sealed == position:
+            self.rt.sealer.seal_page(position, rows)
+        elif sealed < position:
+            self.rt.sealer.seal()
         self.log.info("relayed", count=len(events), position=last)
         return len(events)
-
-    def seal(self) -> None:
-        self.rt.sealer.seal()
-        self._sealed_at = time.monotonic()
 
     def key_of(self, event: LogEvent) -> str:
         """The customer id, so one customer's events stay in order on one partition."""

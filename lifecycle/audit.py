@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,53 +75,73 @@ class Sealer:
         store.create([AUDIT_CHAIN])
         # Latest (version, hash) of recently sealed aggregates, least recently sealed first.
         self._heads: OrderedDict[str, tuple[int, str]] = OrderedDict()
+        # (position, log hash) of the last page this sealer wrote, so that the next page need not
+        # read it back; a position that is not this one is read from the store.
+        self._log: tuple[int, str] = (0, GENESIS)
 
     def seal(self) -> int:
-        """1. read events after the sealed position  2. chain them  3. write seals + position"""
+        """Seal every event after the sealed position, a page at a time; the number sealed."""
         sealed = 0
         while True:
-            position = self.store.position(AUDIT) or 0
-            # 1. read (ids as text, as event_hash shows them: no UUID per row)
+            position = self.position()
             page = notifications_after(self.recorder, position, PAGE)
             if not page:
                 return sealed
-            # 2. chain
-            log_head = self._log_head(position)
-            # An aggregate whose first event here is its first ever has no head to look up
-            # (every receipt is such an aggregate): only the others are read.
-            firsts: dict[str, int] = {}
-            for _, aggregate, version, _, _ in page:
-                firsts.setdefault(aggregate, version)
-            # A cached head that is not the previous version was sealed elsewhere: read it too.
-            self._load_heads([
-                a for a, version in firsts.items()
-                if version > 1 and self._heads.get(a, (0, GENESIS))[0] != version - 1
-            ])
-            rows = []
-            for notification_id, aggregate, version, topic, state in page:
-                digest = event_hash(aggregate, version, topic, state)
-                log_head = link(log_head, digest)
-                _, previous = self._heads.get(aggregate, (0, GENESIS))
-                aggregate_head = link(previous, digest)
-                self._heads[aggregate] = (version, aggregate_head)
-                self._heads.move_to_end(aggregate)
-                rows.append({
-                    "notification_id": notification_id, "originator_id": aggregate,
-                    "originator_version": version, "topic": topic,
-                    "event_hash": digest, "aggregate_hash": aggregate_head, "log_hash": log_head,
-                })
-            # 3. one transaction, guarded by the position (two sealers cannot interleave)
-            try:
-                self.store.write(ViewChange(
-                    consumer=AUDIT, position=page[-1][0], expected_position=position or None,
-                    check_position=True, append={AUDIT_CHAIN.name: rows},
-                ))
-            except BaseException:
-                self._heads.clear()
-                raise
-            sealed += len(rows)
-            while len(self._heads) > HEADS_CACHED:
-                self._heads.popitem(last=False)
+            sealed += self.seal_page(position, page)
+
+    def position(self) -> int:
+        """The notification id up to which the log is sealed."""
+        return self.store.position(AUDIT) or 0
+
+    def seal_page(self, position: int, page: Sequence[tuple[int, str, int, str, bytes]]) -> int:
+        """Seal ``page``, the events right after ``position`` in id order as ``notifications_after``
+        gives them (ids as text, as event_hash shows them: no UUID per row), read by the caller
+        (the relay seals the page it has just sent, without reading it again).
+
+        1. chain them onto the log's head at ``position`` and their aggregates' heads
+        2. write the seals and the new position in one transaction, guarded by ``position``
+           (two sealers cannot interleave: the second one's write fails)
+        """
+        # 1. chain
+        log_head = self._log[1] if self._log[0] == position else self._log_head(position)
+        # An aggregate whose first event here is its first ever has no head to look up
+        # (every receipt is such an aggregate): only the others are read.
+        firsts: dict[str, int] = {}
+        for _, aggregate, version, _, _ in page:
+            firsts.setdefault(aggregate, version)
+        # A cached head that is not the previous version was sealed elsewhere: read it too.
+        self._load_heads([
+            a for a, version in firsts.items()
+            if version > 1 and self._heads.get(a, (0, GENESIS))[0] != version - 1
+        ])
+        rows = []
+        heads, genesis = self._heads, (0, GENESIS)
+        for notification_id, aggregate, version, topic, state in page:
+            digest = event_hash(aggregate, version, topic, state)
+            log_head = link(log_head, digest)
+            aggregate_head = link(heads.get(aggregate, genesis)[1], digest)
+            heads[aggregate] = (version, aggregate_head)
+            heads.move_to_end(aggregate)
+            rows.append({
+                "notification_id": notification_id, "originator_id": aggregate,
+                "originator_version": version, "topic": topic,
+                "event_hash": digest, "aggregate_hash": aggregate_head, "log_hash": log_head,
+            })
+        # 2. one transaction
+        last = page[-1][0]
+        try:
+            self.store.write(ViewChange(
+                consumer=AUDIT, position=last, expected_position=position or None,
+                check_position=True, append={AUDIT_CHAIN.name: rows},
+            ))
+        except BaseException:
+            self._heads.clear()
+            self._log = (0, GENESIS)
+            raise
+        self._log = (last, log_head)
+        while len(heads) > HEADS_CACHED:
+            heads.popitem(last=False)
+        return len(rows)
 
     def _log_head(self, position: int) -> str:
         if position == 0:
