@@ -1,8 +1,7 @@
 """Reads of the event store that the library's recorders make too dear.
 
 ``stored_states_of`` (one aggregate) and ``stored_states_of_many`` (many, in one query): stored
-rows without building a ``StoredEvent`` per row; ``stored_states_up_to``, the same up to a
-notification id. The library's ``select_events`` turns every
+rows without building a ``StoredEvent`` per row. The library's ``select_events`` turns every
 row's id back into a UUID and builds a frozen dataclass around it; for a point-in-time answer
 over 1,000 events that was three quarters of the select, and the id is the one asked for. Ingest
 reloads the customers its cache has dropped with the second, one query per batch instead of one
@@ -81,50 +80,6 @@ def _group_states(
     for aggregate_id, version, topic, state in rows:
         key = aggregate_id.hex if isinstance(aggregate_id, UUID) else aggregate_id
         found.setdefault(by_key[key], []).append((version, topic, bytes(state)))
-
-
-def stored_states_up_to(
-    recorder: Any, aggregate_ids: Collection[UUID], last: int
-) -> dict[UUID, list[tuple[int, str, bytes]]]:
-    """As ``stored_states_of_many``, but only the events with a notification id up to ``last``
-    (what a projection has already applied of each aggregate, see ``projections.runner``)."""
-    wanted = list(dict.fromkeys(aggregate_ids))
-    if not wanted:
-        return {}  # (PostgreSQL cannot tell the type of an empty array)
-    by_key = {u.hex: u for u in wanted}
-    if _is_postgres(recorder) or isinstance(recorder, SQLiteAggregateRecorder):
-        rows = _select(
-            recorder,
-            "SELECT originator_id, originator_version, topic, state FROM {table} "
-            "WHERE originator_id = ANY(%b) AND notification_id <= %s ORDER BY originator_id, originator_version",
-            "SELECT originator_id, originator_version, topic, state FROM {table} "
-            "WHERE originator_id IN (SELECT value FROM json_each(?)) AND rowid <= ? "
-            "ORDER BY originator_id, originator_version",
-            (wanted, last), (json.dumps(list(by_key)), last),
-        ) or []
-    else:
-        rows = _in_memory_states_up_to(recorder, wanted, last)
-    found: dict[UUID, list[tuple[int, str, bytes]]] = {}
-    _group_states(rows, by_key, found)
-    return found
-
-
-def _in_memory_states_up_to(recorder: Any, wanted: list[UUID], last: int) -> list[tuple[UUID, int, str, bytes]]:
-    """``stored_states_up_to``'s rows from the library's in-memory recorder, whose events carry
-    no notification id: its list of stored events is the log (an event's id is its index + 1)
-    and its index maps each aggregate's versions to their places in it."""
-    try:
-        lock, events, index = recorder._database_lock, recorder._stored_events, recorder._stored_events_index
-    except AttributeError as e:
-        raise StoreError(f"cannot read histories up to a position from a {type(recorder).__name__}") from e
-    rows = []
-    with lock:
-        for u in wanted:
-            for version, place in sorted(index.get(str(u), {}).items()):
-                if place < last:
-                    stored = events[place]
-                    rows.append((u, version, stored.topic, stored.state))
-    return rows
 
 
 def notifications_after(recorder: Any, after: int, limit: int) -> list[tuple[int, str, int, str, bytes]]:

@@ -19,7 +19,7 @@ import orjson
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import resolve_topic
 
-from lifecycle.lookup import notifications_after, notifications_by_aggregate, stored_states_up_to
+from lifecycle.lookup import notifications_after, notifications_by_aggregate, stored_states_of_many
 
 _BASE_ATTRIBUTES = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic"})
 
@@ -67,9 +67,9 @@ class LogSource(Protocol):
         ``start <= id < stop`` (a part of a rebuild)."""
         ...
 
-    def histories_of(self, aggregate_ids: Collection[str], last: int) -> dict[str, list[LogEvent]]:
-        """The events of each of these aggregates with a position up to ``last``, in version
-        order (their position not given: 0); aggregates with none are left out."""
+    def histories_of(self, aggregate_ids: Collection[str]) -> dict[str, list[LogEvent]]:
+        """Every stored event of each of these aggregates, in version order (their position not
+        given: 0); aggregates with none are left out."""
         ...
 
 
@@ -117,12 +117,12 @@ class EngineLogSource:
         self._names: dict[str, tuple[str, str] | None] = {}
 
     def read(self, after: int | None, limit: int) -> list[LogEvent]:
-        return [
-            self._event(aggregate_id, version, topic, state, position)
-            for position, aggregate_id, version, topic, state in notifications_after(
-                self.engine.recorder, after or 0, limit
-            )
-        ]
+        return self.events_of(notifications_after(self.engine.recorder, after or 0, limit))
+
+    def events_of(self, rows: Iterable[tuple[int, str, int, str, bytes]]) -> list[LogEvent]:
+        """The LogEvents of stored rows as ``lookup.notifications_after`` gives them."""
+        return [self._event(aggregate_id, version, topic, state, position)
+                for position, aggregate_id, version, topic, state in rows]
 
     def last_position(self) -> int:
         return self.engine.recorder.max_notification_id() or 0
@@ -154,11 +154,11 @@ class EngineLogSource:
         if held:
             yield held
 
-    def histories_of(self, aggregate_ids: Collection[str], last: int) -> dict[str, list[LogEvent]]:
+    def histories_of(self, aggregate_ids: Collection[str]) -> dict[str, list[LogEvent]]:
         # An id that is not an engine id as the engine writes it (a message someone else
         # published) has no events in the log.
         wanted = [u for u in map(_engine_id, aggregate_ids) if u is not None]
-        found = stored_states_up_to(self.engine.recorder, wanted, last)
+        found = stored_states_of_many(self.engine.recorder, wanted)
         return {str(u): self.aggregate_events(u, rows) for u, rows in found.items()}
 
     def aggregate_events(self, aggregate_id: UUID, stored: Iterable[tuple[int, str, bytes]]) -> list[LogEvent]:

@@ -6,13 +6,17 @@ touch and the new position. A crash before the commit leaves the old
 position, so the step is simply done again.
 
 A step derives an entity from its whole history: what was applied before, plus
-the step's events. The runner's own consumer follows the event store's log, so
-what it applied is the log up to its stored position, read from the event store
-again when needed (``LogSource.histories_of``). Another consumer (a Kafka
-partition) delivers events itself: those it applied beyond that position go
-into the inbox with the step. Either way an event whose aggregate version is
-already applied is ignored, so a log that delivers an event twice (a relay that
-crashed before recording its position) changes nothing.
+the step's events. The history of an entity the runner has not cached is read
+from the event store (``LogSource.histories_of``): every event stored for it so
+far, whichever consumer delivers the step (the runner's own, following the log,
+or a Kafka partition's, at offsets of its own). That holds everything any
+consumer applied to the entity, and possibly events no consumer has reached
+yet: those are true and final, and when they are delivered their version is
+known, so they change nothing then. An event whose aggregate version is already
+applied is ignored, so a log that delivers an event twice (a relay that crashed
+before recording its position) changes nothing; an entity read from the store
+is derived again even when the step holds nothing new for it, since its rows
+may not show what was read ahead.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from projections.deals import derive_deal
 from projections.folds import fold_rows
 from projections.log import LogEvent, LogSource
 from projections.store import ViewChange, ViewStore
-from projections.tables import ALL_TABLES, CUSTOMER_FOLDS, PROJECTION_INBOX
+from projections.tables import ALL_TABLES, CUSTOMER_FOLDS
 
 CONSUMER = "projections"
 SUMMARIES = "summaries"
@@ -74,7 +78,7 @@ class ProjectionRunner:
         # Called with the customers of every step before anything is revealed: keys another
         # process destroyed (an erasure) or made since must not be used from memory.
         self.refresh_keys = refresh_keys
-        # Entity histories already in the inbox, so a busy customer is not read back
+        # Entity histories whose derived rows are written, so a busy customer is not read back
         # and decoded at every step. Only committed state goes in; a failed write clears it.
         self._histories: OrderedDict[str, dict[int, LogEvent]] = OrderedDict()
         # For the customers among them, the fold that derived the rows last written, so the next
@@ -108,14 +112,14 @@ class ProjectionRunner:
         (this runner's own by default; a Kafka consumer names its partition):
 
         1. split the events into entity events (customers, deals) and receipts
-        2. read the applied history of every entity touched (the log up to this runner's own
-           position, and the inbox) and add the new events (by version); a consumer other than
-           the runner's own puts them in the inbox
-        3. derive the rows of each entity with new events in business-time order: a customer's
-           cached fold takes just the new facts when they all come after the ones it took (else
-           its whole history is folded again), and only its tables whose rows changed are written;
-           the folds at the fold points it passed are kept (``projections.folds``)
-        4. write inbox, rejections, entity rows, kept folds and position together
+        2. the history of every entity touched: cached, or read whole from the event store;
+           add the step's events it does not hold (by version)
+        3. derive the rows of each entity with new events, or read from the store, in
+           business-time order: a customer's cached fold takes just the new facts when they all
+           come after the ones it took (else its whole history is folded again), and only its
+           tables whose rows changed are written; the folds at the fold points it passed are
+           kept (``projections.folds``)
+        4. write rejections, entity rows, kept folds and position together
         """
         consumer = consumer or self.consumer
         # The cached histories hold only what this runner wrote: if another process wrote a step
@@ -134,27 +138,24 @@ class ProjectionRunner:
                 row = rejection_row(event, self.reveal)
                 if row is not None:
                     rejections.append(row)
-        # 2. applied histories: the runner's own consumer applied the log up to its position;
-        # another consumer's events may go beyond it, so what it adds goes into the inbox.
-        own = consumer == self.consumer
-        known = self._applied(entity_events, (expected_position or 0) if own else None)
-        inbox_rows = []
+        # 2. histories
+        known, read = self._histories_of(entity_events)
         added: dict[str, list[LogEvent]] = defaultdict(list)
         for entity_id, new in entity_events.items():
             for event in sorted(new, key=lambda e: e.version):
                 if event.version not in known[entity_id]:
                     known[entity_id][event.version] = event
-                    if not own:
-                        inbox_rows.append(_inbox_row(event))
                     added[entity_id].append(event)
-        # 3. derive (an entity whose events were all applied before keeps its rows)
+        # 3. derive (a cached entity whose events were all applied before keeps its rows)
         replace: dict[str, dict[Any, list[dict[str, Any]]]] = defaultdict(dict)
         derived: dict[str, CustomerDerivation] = {}
         kept_folds: list[dict[str, Any]] = []
-        for entity_id, new in added.items():
+        for entity_id in entity_events:
+            if entity_id not in added and entity_id not in read:
+                continue
             history = [known[entity_id][v] for v in sorted(known[entity_id])]
             if history[0].aggregate_type == "Customer":
-                derived[entity_id] = self._derive_step(entity_id, history, new, replace, kept_folds)
+                derived[entity_id] = self._derive_step(entity_id, history, added[entity_id], replace, kept_folds)
             else:
                 self._derive(entity_id, history, replace)
         # An erasure scrubs the customer's rejected events too (they hold the original bytes).
@@ -171,8 +172,7 @@ class ProjectionRunner:
                     position=events[-1].position,
                     expected_position=expected_position,
                     check_position=True,
-                    append={PROJECTION_INBOX.name: inbox_rows, "rejections": rejections,
-                            CUSTOMER_FOLDS.name: kept_folds},
+                    append={"rejections": rejections, CUSTOMER_FOLDS.name: kept_folds},
                     replace_entities=replace,
                 )
             )
@@ -247,12 +247,11 @@ class ProjectionRunner:
             replace["deal_current"][deal_key] = current
             replace["deal_stage_history"][deal_key] = stages
 
-    def _applied(
-        self, entity_events: dict[str, list[LogEvent]], logged: int | None
-    ) -> dict[str, dict[int, LogEvent]]:
-        """Each entity's applied events by version: from the cache, else the log's up to
-        ``logged`` (None: the runner's own stored position, read only if an entity is not
-        cached) and the inbox's."""
+    def _histories_of(
+        self, entity_events: dict[str, list[LogEvent]]
+    ) -> tuple[dict[str, dict[int, LogEvent]], set[str]]:
+        """Each entity's history by version, from the cache or else (one query for them all)
+        every event the event store holds for it; and the ids of those read from the store."""
         known: dict[str, dict[int, LogEvent]] = defaultdict(dict)
         missing = []
         for entity_id in entity_events:
@@ -261,14 +260,9 @@ class ProjectionRunner:
             else:
                 missing.append(entity_id)
         if missing:
-            if logged is None:
-                logged = self.store.position(self.consumer)
-            if logged:
-                for entity_id, history in self.source.histories_of(missing, logged).items():
-                    known[entity_id] = {event.version: event for event in history}
-            for row in self.store.rows(PROJECTION_INBOX.name, where={"entity_id": missing}):
-                known[row["entity_id"]][row["version"]] = _from_inbox_row(row)
-        return known
+            for entity_id, history in self.source.histories_of(missing).items():
+                known[entity_id] = {event.version: event for event in history}
+        return known, set(missing)
 
     def refresh_summaries(self, today: date | None = None) -> None:
         """Recompute the summary tables, as of ``today`` (UTC), from the entity rows."""
@@ -284,10 +278,9 @@ class ProjectionRunner:
 
         Following the log step by step would re-derive a customer at every page that holds one
         of its events (dozens of times over a long log); a rebuild has the whole log, and reads
-        it entity by entity (the events table's key order), so nothing is read back. It writes
-        no inbox: once its position is stored, the log up to it is what was applied.
+        it entity by entity (the events table's key order), so nothing is read back.
 
-        1. drop and create the views (the inbox too), position 0 (a crash from here on leaves
+        1. drop and create the views, position 0 (a crash from here on leaves
            position 0, and the next ``catch_up`` derives every entity again the ordinary way,
            replacing the rows a part wrote; appended rows it writes again are ignored)
         2. note the log's last position: the rebuild takes the events up to it, ``catch_up``
@@ -434,29 +427,6 @@ def _customers_of(events: Sequence[LogEvent]) -> list[str]:
         elif event.aggregate_type == "InboundReceipt" and event.payload.get("subject"):
             ids.append(str(customer_id(event.payload["subject"])))
     return ids
-
-
-def _from_inbox_row(row: dict[str, Any]) -> LogEvent:
-    return LogEvent(
-        position=0,
-        aggregate_type=row["aggregate_type"],
-        aggregate_id=row["entity_id"],
-        version=row["version"],
-        name=row["name"],
-        recorded_at=row["recorded_at"],
-        payload=row["payload"],
-    )
-
-
-def _inbox_row(event: LogEvent) -> dict[str, Any]:
-    return {
-        "entity_id": event.aggregate_id,
-        "version": event.version,
-        "aggregate_type": event.aggregate_type,
-        "name": event.name,
-        "recorded_at": event.recorded_at,
-        "payload": dict(event.payload),
-    }
 
 
 def _text(value: str) -> str:

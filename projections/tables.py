@@ -261,22 +261,6 @@ CUSTOMER_RFM = Table(
     description="RFM per customer, customer-base-analysis convention (same-day purchases count once).",
 )
 
-PROJECTION_INBOX = Table(
-    "projection_inbox",
-    (
-        _c("entity_id", "text", "Customer id or deal id", False),
-        _c("version", "int", "Aggregate version: an event applied twice is ignored", False),
-        _c("aggregate_type", "text", "Customer or Deal", False),
-        _c("name", "text", "Event name", False),
-        _c("recorded_at", "timestamp", "Recorded time", False),
-        _c("payload", "json", "Event attributes", False),
-    ),
-    key=("entity_id", "version"),
-    description="The events a consumer other than the log's own (a Kafka partition) applied beyond the "
-                "log's position: with the log up to it, each entity's history, re-derived in business-time order.",
-    internal=True,
-)
-
 CUSTOMER_FOLDS = Table(
     "customer_folds",
     (
@@ -299,4 +283,4 @@ ENTITY_TABLES = (
     DEAL_CURRENT, DEAL_STAGE_HISTORY,
 )
 SUMMARY_TABLES = (PIPELINE_FUNNEL, DEAL_FORECAST, RETENTION_COHORTS, ADVOCACY_NPS, CUSTOMER_RFM)
-ALL_TABLES = ENTITY_TABLES + (REJECTIONS,) + SUMMARY_TABLES + (PROJECTION_INBOX, CUSTOMER_FOLDS)
+ALL_TABLES = ENTITY_TABLES + (REJECTIONS,) + SUMMARY_TABLES + (CUSTOMER_FOLDS,)

@@ -68,16 +68,19 @@ SCHEMA_COMMENTS = {
 }
 
 
-def _encode(value: Any, column: Column) -> Any:
-    # psycopg adapts every other type itself; dicts/lists need telling which JSON type. Written
-    # with orjson where it gives what the standard library gives (psycopg's default is json.dumps).
-    if column.type == "json" and value is not None:
-        return Jsonb(value, dumps=fastjson.dumps)
-    return value
-
-
-def _encode_row(table: Table, values: Values) -> tuple[Any, ...]:
-    return tuple(_encode(v, c) for v, c in zip(values, table.columns))
+def _encode_row(table: Table, values: Values) -> Values:
+    """psycopg adapts every type itself but JSON: dicts and lists need telling which JSON type.
+    Written with orjson where it gives what the standard library gives (psycopg's default is
+    json.dumps). A row without a JSON column goes as it is (a call per value was a tenth of the
+    Kafka projector's CPU)."""
+    places = table.places_by_type.get("json")
+    if not places:
+        return values
+    encoded = list(values)
+    for i in places:
+        if encoded[i] is not None:
+            encoded[i] = Jsonb(encoded[i], dumps=fastjson.dumps)
+    return tuple(encoded)
 
 
 def _decode_row(columns: Sequence[Column], raw: Sequence[Any]) -> dict[str, Any]:

@@ -92,8 +92,17 @@ def _encode(value: Any, column: Column) -> Any:
 
 
 def _encode_row(table: Table, values: Values) -> tuple[Any, ...]:
-    encoders = _ENCODERS
-    return tuple([None if v is None else encoders[kind](v) for v, (_, kind) in zip(values, table.names_and_types)])
+    """The row as SQLite takes it: text and integers as they are, the other types converted
+    (a call per value was most of encoding a row)."""
+    encoded = list(values)
+    for kind, places in table.places_by_type.items():
+        if kind == "text" or kind == "int":
+            continue
+        encode = _ENCODERS[kind]
+        for i in places:
+            if encoded[i] is not None:
+                encoded[i] = encode(encoded[i])
+    return tuple(encoded)
 
 
 def _decode_row(names_and_types: Sequence[tuple[str, str]], raw: Sequence[Any]) -> dict[str, Any]:

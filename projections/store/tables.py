@@ -83,6 +83,15 @@ class Table:
     def names_and_types(self) -> tuple[tuple[str, str], ...]:
         return tuple((c.name, c.type) for c in self.columns)
 
+    @cached_property
+    def places_by_type(self) -> dict[str, tuple[int, ...]]:
+        """Each column type's places in a row, so that a store converts just the values its
+        driver cannot take as they are."""
+        places: dict[str, list[int]] = {}
+        for i, column in enumerate(self.columns):
+            places.setdefault(column.type, []).append(i)
+        return {kind: tuple(found) for kind, found in places.items()}
+
     def column(self, name: str) -> Column:
         for column in self.columns:
             if column.name == name:
