@@ -127,14 +127,22 @@ def key_ranges(parts: int) -> list[tuple[str | None, str | None]]:
 
 
 def rebuild_in_parallel(
-    settings: Settings, last: int, workers: int, progress: Callable[[int], None] | None = None
-) -> tuple[int, list[str]]:
-    """Step 3 of ``ProjectionRunner.rebuild`` in ``workers`` processes, one range of entity ids
-    each: the events read, and the keys of the erased customers."""
-    with _Pool(settings, workers, on_batch=None, progress=progress) as pool:
-        for w, (start, stop) in enumerate(key_ranges(workers)):
+    settings: Settings, start_rebuild: Callable[[], int], workers: int,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[int, int, list[str]]:
+    """Steps 1 to 3 of ``ProjectionRunner.rebuild``, step 3 in ``workers`` processes, one range
+    of entity ids each: the last position, the events read, and the keys of the erased customers.
+
+    1. start the workers (a fresh interpreter starts them: most of a second)
+    2. meanwhile, ``start_rebuild`` here (dropping the views is most of a second too)
+    3. give each worker its range
+    """
+    with _Pool(settings, workers, on_batch=None, progress=progress) as pool:  # 1
+        last = start_rebuild()  # 2
+        for w, (start, stop) in enumerate(key_ranges(workers)):  # 3
             pool.ask(w, ("rebuild", last, start, stop))
-        return pool.finish_parts()
+        copied, erased = pool.finish_parts()
+        return last, copied, erased
 
 
 class _Pool:

@@ -92,8 +92,7 @@ class Runtime:
         workers = self._shared_workers()
         if workers == 1 or (self.engine.recorder.max_notification_id() or 0) <= PARALLEL_REBUILD_EVENTS:
             return self.runner.rebuild(progress=progress)
-        last = self.runner.start_rebuild()
-        copied, erased = rebuild_in_parallel(self.settings, last, workers, progress)
+        last, copied, erased = rebuild_in_parallel(self.settings, self.runner.start_rebuild, workers, progress)
         return self.runner.finish_rebuild(last, copied, erased)
 
     def _shared_workers(self) -> int:

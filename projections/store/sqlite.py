@@ -58,12 +58,18 @@ _ENCODERS: dict[str, Callable[[Any], Any]] = {
     "json": fastjson.dumps,
 }
 
+def _timestamp(text: str) -> dt.datetime:
+    moment = dt.datetime.fromisoformat(text)
+    # Stored in UTC (``_ENCODERS``); a row written otherwise is converted.
+    return moment if moment.tzinfo is dt.timezone.utc else moment.astimezone(dt.timezone.utc)
+
+
 _DECODERS: dict[str, Callable[[Any], Any]] = {
     "text": lambda v: v,
     "int": lambda v: v,
     "decimal": Decimal,
     "date": dt.date.fromisoformat,
-    "timestamp": lambda v: dt.datetime.fromisoformat(v).astimezone(dt.timezone.utc),
+    "timestamp": _timestamp,
     "bool": bool,
     "json": fastjson.loads,
 }
@@ -105,9 +111,22 @@ def _encode_row(table: Table, values: Values) -> tuple[Any, ...]:
     return tuple(encoded)
 
 
-def _decode_row(names_and_types: Sequence[tuple[str, str]], raw: Sequence[Any]) -> dict[str, Any]:
-    decoders = _DECODERS
-    return {name: None if v is None else decoders[kind](v) for (name, kind), v in zip(names_and_types, raw)}
+def _row_decoder(names_and_types: Sequence[tuple[str, str]]) -> Callable[[Sequence[Any]], dict[str, Any]]:
+    """A function from a stored row of these columns to the row as the other stores give it:
+    text and integers as SQLite gives them, the other types converted (a call per value was
+    most of reading a row)."""
+    names = tuple(name for name, _ in names_and_types)
+    converted = tuple((name, _DECODERS[kind]) for name, kind in names_and_types if kind not in ("text", "int"))
+
+    def decode(raw: Sequence[Any]) -> dict[str, Any]:
+        row = dict(zip(names, raw))
+        for name, convert in converted:
+            value = row[name]
+            if value is not None:
+                row[name] = convert(value)
+        return row
+
+    return decode
 
 
 def _create_sql(table: Table) -> list[str]:
@@ -319,7 +338,7 @@ class SQLiteViewStore:
         selected, query, params = self._select(table, where, order_by)
         with self._lock, self._translate():
             raw = self._conn.execute(query, params).fetchall()
-        return [_decode_row(selected, r) for r in raw]
+        return list(map(_row_decoder(selected), raw))
 
     def iter_rows(
         self,
@@ -338,13 +357,15 @@ class SQLiteViewStore:
             selected, query, params = self._select(table, where, order_by, columns)
             with self._lock, self._translate():
                 raw = self._conn.execute(query, params).fetchall()
-            return (_decode_row(selected, r) for r in raw)
+            decode = _row_decoder(selected)
+            return (decode(r) for r in raw)
         selected, query, params = self._select(table, where, order_by, columns)
         if self._closed:
             raise ViewStoreError(f"the SQLite view store {self.path} is closed")
         return self._stream(selected, query, params)
 
     def _stream(self, selected: Sequence[tuple[str, str]], query: str, params: list[Any]) -> Generator[dict[str, Any], None, None]:
+        decode = _row_decoder(selected)
         with self._translate():
             reader = self._open_reader()
         try:
@@ -356,8 +377,7 @@ class SQLiteViewStore:
                     raw = cursor.fetchmany(ROWS_PAGE)
                 if not raw:
                     return
-                for r in raw:
-                    yield _decode_row(selected, r)
+                yield from map(decode, raw)
         finally:
             reader.close()  # ends the read transaction too
 
