@@ -83,8 +83,8 @@ class IngestService:
             future.get(timeout=60)  # raises if the broker did not acknowledge
         # 2. one transaction
         result = self.engine.ingest_parsed(parsed, tracking=Tracking(name, next_offset))
-        # 3. monitoring only
-        self.consumer.commit({tp: OffsetAndMetadata(next_offset, "", -1)})
+        # 3. monitoring only: not waited for (a failed commit is made good by the next one)
+        self.consumer.commit_async({tp: OffsetAndMetadata(next_offset, "", -1)})
         self.log.info(
             "batch_applied", partition=tp.partition, next_offset=next_offset, accepted=result.accepted,
             duplicates=result.duplicates, rejected=result.rejected, dead_lettered=len(sent),

@@ -79,6 +79,6 @@ class ProjectService:
         # 2. one transaction (an event whose aggregate version is already applied is ignored)
         self.rt.runner.apply(events, expected_position=stored or None, consumer=name)
         self._dirty = True
-        # 3. monitoring only
-        self.consumer.commit({tp: OffsetAndMetadata(events[-1].position, "", -1)})
+        # 3. monitoring only: not waited for (a failed commit is made good by the next one)
+        self.consumer.commit_async({tp: OffsetAndMetadata(events[-1].position, "", -1)})
         self.log.info("batch_projected", partition=tp.partition, next_offset=events[-1].position, count=len(events))
