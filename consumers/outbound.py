@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, get_args
 
 import orjson
@@ -29,29 +29,21 @@ def to_message(event: LogEvent, key: str) -> tuple[bytes, bytes, list[tuple[str,
             occurred_at=occurred_at,
             payload=dict(event.payload),
         ).model_dump_json().encode()
-    headers = [
-        ("event_type", f"{event.aggregate_type}.{event.name}".encode()),
-        ("schema_version", str(OUTBOUND_SCHEMA_VERSION).encode()),
-        ("aggregate_id", event.aggregate_id.encode()),
-        ("aggregate_version", str(event.version).encode()),
-        ("notification_id", str(event.position).encode()),
-    ]
-    if isinstance(occurred, str):
-        headers.append(("business_time", occurred.encode()))
-    return key.encode(), value, headers
+    # One header, to route on without parsing the value; everything else is in the value. Five
+    # more (schema version, aggregate id and version, notification id, business time) tripled the
+    # cost of reading a record with kafka-python: a third of the projector's CPU went on them.
+    return key.encode(), value, [("event_type", f"{event.aggregate_type}.{event.name}".encode())]
 
 
 def _contract_json(event: LogEvent, occurred_at: datetime | None) -> bytes | None:
     """The bytes ``OutboundEvent(...).model_dump_json()`` writes for ``event``, written by orjson
     without building the model (which was a sixth of the relay's CPU); None when the event is
-    not plainly within the contract, so that the model decides. orjson writes a payload exactly
-    as pydantic does (a property test compares them); times are written as pydantic writes
-    them."""
-    recorded_at = _contract_time(event.recorded_at)
-    occurred_text = None if occurred_at is None else _contract_time(occurred_at)
+    not plainly within the contract, so that the model decides. orjson writes a payload, and an
+    aware time whose offset is whole minutes (UTC as ``Z``), exactly as pydantic does: a property
+    test compares them."""
     if (
-        recorded_at is None
-        or (occurred_at is not None and occurred_text is None)
+        not _plain_time(event.recorded_at)
+        or (occurred_at is not None and not _plain_time(occurred_at))
         or event.aggregate_type not in _AGGREGATE_TYPES
         or not 0 < len(event.aggregate_id) <= 64
         or not 0 < len(event.name) <= 64
@@ -66,28 +58,31 @@ def _contract_json(event: LogEvent, occurred_at: datetime | None) -> bytes | Non
         "aggregate_id": event.aggregate_id,
         "version": event.version,
         "name": event.name,
-        "recorded_at": recorded_at,
-        "occurred_at": occurred_text,
+        "recorded_at": event.recorded_at,
+        "occurred_at": occurred_at,
         "payload": event.payload,
     }
     try:
-        return orjson.dumps(message)
+        return orjson.dumps(message, option=orjson.OPT_UTC_Z)
     except (orjson.JSONEncodeError, TypeError):
         return None  # a value orjson refuses (an integer beyond 64 bits, a lone surrogate...)
 
 
-def _contract_time(moment: datetime) -> str | None:
-    """An aware time as pydantic writes it: ISO 8601, UTC as ``Z``; None for a naive time or an
-    offset of seconds (left to the model)."""
-    offset = moment.utcoffset() if type(moment) is datetime else None
-    if offset is None or offset.seconds % 60 or offset.microseconds:
-        return None
-    text = moment.isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
+def _plain_time(moment: datetime) -> bool:
+    """Whether orjson writes ``moment`` as pydantic does: an aware time in UTC, or at an offset
+    of whole minutes other than zero (UTC under another name orjson would not write as ``Z``)."""
+    if type(moment) is not datetime:
+        return False
+    if moment.tzinfo is timezone.utc:
+        return True
+    offset = moment.utcoffset()
+    return offset is not None and bool(offset) and not offset.seconds % 60 and not offset.microseconds
 
 
 def from_message(value: bytes, position: int) -> LogEvent:
-    """The LogEvent a message carries; ``position`` is where it sits in the topic (offset + 1)."""
+    """The LogEvent a message carries; ``position`` is where it sits in the topic (offset + 1).
+    (The model reads a message faster than orjson and checks in Python could: 4.8 against
+    6.1 µs.)"""
     message = OutboundEvent.model_validate_json(value)
     return LogEvent(
         position=position,

@@ -42,6 +42,7 @@ def test_every_stored_event_is_written_as_the_model_writes_it(tmp_path):
             occurred_at = datetime.fromisoformat(occurred) if occurred else None
             assert _contract_json(event, occurred_at) == value  # the fast way, not the model's
             assert from_message(value, 7) == event._replace(position=7)
+            assert _ == [("event_type", f"{event.aggregate_type}.{event.name}".encode())]
     finally:
         rt.close()
 
@@ -88,3 +89,4 @@ def test_a_payload_orjson_refuses_is_left_to_the_model():
     lone = big._replace(payload={"lone": "\ud800"})  # not Unicode: neither can write it
     with pytest.raises(ValueError, match="surrogates not allowed"):
         to_message(lone, "k")
+
