@@ -39,11 +39,17 @@ FORMAT = "1"
 TRIED = 3
 
 _fingerprints: dict[str, str] = {}
+# The fingerprint of the model asked about last, by identity: showing a model (``repr``) costs
+# more than folding a step's facts, and a runner asks at every step.
+_last: tuple[StageModel | None, str] = (None, "")
 
 
 def derivation_of(model: StageModel) -> str:
     """A fingerprint of ``model`` and of the source of the code that folds: a fold kept before
     either changed is not used."""
+    global _last
+    if _last[0] is model:
+        return _last[1]
     text = repr(model)
     if text not in _fingerprints:
         digest = hashlib.sha256(f"{FORMAT}\n{text}\n".encode())
@@ -53,11 +59,14 @@ def derivation_of(model: StageModel) -> str:
             except OSError:  # no source to read: the module's name stands for it
                 digest.update(module.__name__.encode())
         _fingerprints[text] = digest.hexdigest()[:32]
-    return _fingerprints[text]
+    _last = (model, _fingerprints[text])
+    return _last[1]
 
 
 def fold_rows(customer_id: str, model: StageModel, points: Sequence[FoldPoint]) -> list[dict[str, Any]]:
     """``customer_folds`` rows of a customer's kept folds."""
+    if not points:
+        return []
     derivation = derivation_of(model)
     return [
         {"customer_id": customer_id, "facts": p.facts, "last_occurred_at": p.last[0],
