@@ -16,10 +16,11 @@ is not valid Unicode, and any type without a transcoding.
 from __future__ import annotations
 
 import math
+from datetime import datetime, timezone
 from typing import Any
 
 import orjson
-from eventsourcing.persistence import JSONTranscoder
+from eventsourcing.persistence import DatetimeAsISO, JSONTranscoder, Transcoding
 
 
 class _Unsupported(Exception):
@@ -27,6 +28,15 @@ class _Unsupported(Exception):
 
 
 class FastJSONTranscoder(JSONTranscoder):
+    #: The name of the library's own transcoding of datetimes while it is the one registered
+    #: (another would write them its own way); set by ``register``.
+    _datetime_iso: str | None = None
+
+    def register(self, transcoding: Transcoding) -> None:
+        super().register(transcoding)
+        registered = self.types.get(datetime)
+        self._datetime_iso = registered.name if type(registered) is DatetimeAsISO else None
+
     def encode(self, obj: Any) -> bytes:
         try:
             return orjson.dumps(self._transcoded(obj))
@@ -54,6 +64,10 @@ class FastJSONTranscoder(JSONTranscoder):
             if not math.isfinite(value):
                 raise _Unsupported  # the library writes NaN and Infinity, orjson null
             return value
+        if kind is datetime and value.tzinfo is timezone.utc and self._datetime_iso is not None:
+            # orjson writes a UTC time exactly as isoformat() does (a property test compares
+            # them), for a fifth of its cost: every event holds two.
+            return {"_type_": self._datetime_iso, "_data_": value}
         transcoding = self.types.get(kind)
         if transcoding is None:
             raise _Unsupported  # the library's error, or its way with a subclass of str or int

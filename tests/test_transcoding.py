@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import math
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -33,7 +34,7 @@ leaves = st.one_of(
     st.none(), st.booleans(), st.text(), st.integers(),  # beyond 64 bits too
     st.integers(min_value=-(2**63), max_value=2**64 - 1),
     st.floats(),  # NaN and infinities too
-    st.decimals(allow_nan=False), st.datetimes(timezones=st.just(None) | st.timezones()),
+    st.decimals(allow_nan=False), st.datetimes(timezones=st.just(None) | st.timezones() | st.just(UTC)),
     st.dates(), st.uuids(), st.sampled_from([Colour.RED]),
 )
 values = st.recursive(
@@ -68,9 +69,16 @@ def test_what_it_writes_reads_back_as_what_the_library_writes(value):
     assert _same(LIBRARY.decode(FAST.encode(value)), expected)
 
 
-def test_a_typical_fact_is_written_byte_for_byte_as_the_library_writes_it():
-    from datetime import UTC, datetime
+@settings(max_examples=1000, deadline=None)
+@given(st.datetimes(min_value=datetime(1, 1, 1), timezones=st.just(UTC)), st.datetimes(timezones=st.timezones()))
+def test_times_are_written_byte_for_byte_as_the_library_writes_them(utc, elsewhere):
+    """A UTC time is written by orjson (the library's isoformat, cheaper), any other by the
+    library's transcoding: both exactly as the library writes them."""
+    state = {"timestamp": utc, "data": [elsewhere, {"at": utc.replace(microsecond=0)}]}
+    assert FAST.encode(state) == LIBRARY.encode(state)
 
+
+def test_a_typical_fact_is_written_byte_for_byte_as_the_library_writes_it():
     state = {"timestamp": datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC), "source": "shop/web",
              "data": {"amount": Decimal("29.30"), "items": 2, "detail": "é", "ok": True, "none": None}}
     assert FAST.encode(state) == LIBRARY.encode(state)
