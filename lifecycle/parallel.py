@@ -45,14 +45,16 @@ import re
 import threading
 import zlib
 from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, date, datetime
 from itertools import chain, islice
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 from uuid import UUID
 
 from lifecycle.batch import BatchResult, IngestTotals, ItemOutcome
 from lifecycle.config import Settings, is_postgres_url
 from lifecycle.errors import LifecycleError
 from lifecycle.zygote import WorkerProcess, Zygote
+from projections.runner import SUMMARY_GROUPS, compute_summaries
 
 START_BATCHES = 4  # per worker, read before deciding to start processes
 QUEUED_BATCHES = 2  # per worker, sent and not yet answered
@@ -128,21 +130,37 @@ def key_ranges(parts: int) -> list[tuple[str | None, str | None]]:
 
 def rebuild_in_parallel(
     settings: Settings, start_rebuild: Callable[[], int], workers: int,
-    progress: Callable[[int], None] | None = None,
-) -> tuple[int, int, list[str]]:
-    """Steps 1 to 3 of ``ProjectionRunner.rebuild``, step 3 in ``workers`` processes, one range
-    of entity ids each: the last position, the events read, and the keys of the erased customers.
+    progress: Callable[[int], None] | None = None, today: date | None = None,
+) -> RebuiltParts:
+    """Steps 1 to 3 of ``ProjectionRunner.rebuild`` with step 3 in ``workers`` processes, one
+    range of entity ids each, and the summaries of step 5 computed by them too.
 
     1. start the workers (a fresh interpreter starts them: most of a second)
     2. meanwhile, ``start_rebuild`` here (dropping the views is most of a second too)
-    3. give each worker its range
+    3. give each worker its range, and wait until every part is written
+    4. give each worker a group of summary tables to compute (as of ``today``, UTC by default)
+       from the rows the parts wrote: together they take as long as the longest group, not
+       all of them
     """
     with _Pool(settings, workers, on_batch=None, progress=progress) as pool:  # 1
         last = start_rebuild()  # 2
         for w, (start, stop) in enumerate(key_ranges(workers)):  # 3
             pool.ask(w, ("rebuild", last, start, stop))
+        pool.wait_for_answers()
+        as_of = today or datetime.now(UTC).date()  # 4
+        for i, names in enumerate(SUMMARY_GROUPS):
+            pool.ask(i % workers, ("summaries", as_of, names))
         copied, erased = pool.finish_parts()
-        return last, copied, erased
+        return RebuiltParts(last, copied, erased, pool.summaries)
+
+
+class RebuiltParts(NamedTuple):
+    """What ``rebuild_in_parallel`` did: for ``ProjectionRunner.finish_rebuild``."""
+
+    last: int  # the position the parts rebuilt up to
+    copied: int  # events read
+    erased: list[str]  # customer keys of the erased customers among them
+    summaries: dict[str, list[dict[str, Any]]]  # every summary table
 
 
 class _Pool:
@@ -157,6 +175,7 @@ class _Pool:
         self.on_batch = on_batch
         self.progress = progress
         self.parts: list[tuple[int, Sequence[str]]] = []  # a rebuild's answers
+        self.summaries: dict[str, list[dict[str, Any]]] = {}  # and its summary tables
         self.totals = IngestTotals()
         self.results: queue.Queue[tuple[Any, ...]] = queue.Queue()  # from every worker's reader
         self.processes: list[WorkerProcess] = []
@@ -223,6 +242,11 @@ class _Pool:
         self.waiting[worker] += 1
         self._write(worker, task)
 
+    def wait_for_answers(self) -> None:
+        """Until every task given is answered (the workers stay)."""
+        while any(self.waiting):
+            self.gather()
+
     def finish_parts(self) -> tuple[int, list[str]]:
         self._stop_and_wait()
         return sum(copied for copied, _ in self.parts), [key for _, erased in self.parts for key in erased]
@@ -288,6 +312,9 @@ class _Pool:
             elif kind == "rebuilt":
                 self.parts.append((rest[0], rest[1]))
                 self.waiting[worker] -= 1
+            elif kind == "summaries":
+                self.summaries.update(rest[0])
+                self.waiting[worker] -= 1
             else:
                 number, result = rest
                 self.totals.add(result)
@@ -328,7 +355,7 @@ def work(stdin: IO[bytes], stdout: IO[bytes]) -> None:
     """A worker process: the settings (answered ("ready",) once its runtime is open), then tasks
     until the stop (None): ("ingest", number, lines) answered ("done", number, result);
     ("rebuild", last, start, stop) answered with ("progress", events) per chunk, then
-    ("rebuilt", events, erased keys). Any error is answered, not raised: the parent reports it."""
+    ("rebuilt", events, erased keys); ("summaries", as_of, names) answered ("summaries", tables). Any error is answered, not raised: the parent reports it."""
     from lifecycle.runtime import Runtime  # the runtime module imports this one
 
     def answer(message: tuple[Any, ...]) -> None:
@@ -350,6 +377,9 @@ def work(stdin: IO[bytes], stdout: IO[bytes]) -> None:
             if task[0] == "ingest":
                 _, number, lines = task
                 answer(("done", number, rt.engine.ingest(lines)))
+            elif task[0] == "summaries":
+                _, as_of, names = task
+                answer(("summaries", compute_summaries(rt.views, rt.engine.model, as_of, names)))
             else:
                 _, last, start, stop = task
                 copied, erased = rt.runner.rebuild_part(last, start, stop, progress=lambda n: answer(("progress", n)))

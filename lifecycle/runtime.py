@@ -85,15 +85,16 @@ class Runtime:
             return ingest_in_parallel(self.settings, events, self.settings.workers, self._ingest_here, on_batch)
         return self._ingest_here(events, on_batch)
 
-    def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
-        """Every view derived again from the whole log (``ProjectionRunner.rebuild``); a log
-        of more than ``PARALLEL_REBUILD_EVENTS`` events by ``workers`` processes, each taking
-        a range of entity ids (``lifecycle.parallel``). The events read."""
+    def rebuild(self, progress: Callable[[int], None] | None = None, today: date | None = None) -> int:
+        """Every view derived again from the whole log (``ProjectionRunner.rebuild``), the
+        summaries as of ``today`` (UTC by default); a log of more than
+        ``PARALLEL_REBUILD_EVENTS`` events by ``workers`` processes, each taking a range of
+        entity ids (``lifecycle.parallel``). The events read."""
         workers = self._shared_workers()
         if workers == 1 or (self.engine.recorder.max_notification_id() or 0) <= PARALLEL_REBUILD_EVENTS:
-            return self.runner.rebuild(progress=progress)
-        last, copied, erased = rebuild_in_parallel(self.settings, self.runner.start_rebuild, workers, progress)
-        return self.runner.finish_rebuild(last, copied, erased)
+            return self.runner.rebuild(today, progress=progress)
+        parts = rebuild_in_parallel(self.settings, self.runner.start_rebuild, workers, progress, today)
+        return self.runner.finish_rebuild(parts.last, parts.copied, parts.erased, today, parts.summaries)
 
     def _shared_workers(self) -> int:
         """Worker processes for a long job: several only on a store they can all open."""

@@ -264,10 +264,13 @@ class ProjectionRunner:
                 known[entity_id] = {event.version: event for event in history}
         return known, set(missing)
 
-    def refresh_summaries(self, today: date | None = None) -> None:
-        """Recompute the summary tables, as of ``today`` (UTC), from the entity rows."""
+    def refresh_summaries(
+        self, today: date | None = None, computed: dict[str, list[dict[str, Any]]] | None = None
+    ) -> None:
+        """Recompute the summary tables, as of ``today`` (UTC), from the entity rows (or write
+        those ``computed`` already, by ``compute_summaries`` in other processes)."""
         as_of = today or datetime.now(UTC).date()
-        summaries = compute_summaries(self.store, self.model, as_of)
+        summaries = computed if computed is not None else compute_summaries(self.store, self.model, as_of)
         # Storing a position for "summaries" locks its row: refreshes by several project
         # processes take turns instead of interleaving their delete-and-insert.
         stamp = int(datetime.now(UTC).timestamp() * 1000)
@@ -339,8 +342,12 @@ class ProjectionRunner:
                 progress(len(events))
         return copied, erased
 
-    def finish_rebuild(self, last: int, copied: int, erased: Sequence[str], today: date | None = None) -> int:
-        """Steps 4 and 5 of ``rebuild``, once every part is written; the events read."""
+    def finish_rebuild(
+        self, last: int, copied: int, erased: Sequence[str], today: date | None = None,
+        summaries: dict[str, list[dict[str, Any]]] | None = None,
+    ) -> int:
+        """Steps 4 and 5 of ``rebuild``, once every part is written; the events read. The
+        summaries may come computed (``compute_summaries`` by the processes of the parts)."""
         self._forget()  # a part written by another process is not in this one's caches
         if erased:
             replace = {"rejections": {key: [_scrubbed(r) for r in self.store.rows("rejections", where={"subject": key})]
@@ -348,7 +355,7 @@ class ProjectionRunner:
             self.store.write(ViewChange(consumer=self.consumer, position=None, replace_entities=replace))
         if copied:
             self.store.write(ViewChange(consumer=self.consumer, position=last))
-        self.refresh_summaries(today)
+        self.refresh_summaries(today, summaries)
         return copied
 
 
@@ -376,18 +383,33 @@ def _chunks(histories: Iterable[list[LogEvent]]) -> Iterator[list[list[LogEvent]
         yield chunk
 
 
-def compute_summaries(store: ViewStore, model: StageModel, as_of: date) -> dict[str, list[dict[str, Any]]]:
-    """Every summary table as of ``as_of``: the reports ``lifecycle report`` gives, the entity
-    tables streamed (``iter_rows``): memory follows the customers and deals, not the rows."""
-    customers = reports.purchases_by_customer(  # for two
-        store.iter_rows("customer_purchases", columns=reports.PURCHASE_COLUMNS), as_of)
-    return {
-        "pipeline_funnel": build_report("funnel", store, model, as_of),
-        "deal_forecast": build_report("forecast", store, model, as_of),
-        "retention_cohorts": reports.cohorts_of(customers, as_of),
-        "advocacy_nps": build_report("advocacy", store, model, as_of),
-        "customer_rfm": reports.rfm_of(customers, as_of),
-    }
+#: The summary tables in groups that cost about alike to compute (the two of the purchases share
+#: one pass), for processes to take a group each (``lifecycle.parallel``).
+SUMMARY_GROUPS = (("pipeline_funnel",), ("retention_cohorts", "customer_rfm"), ("deal_forecast", "advocacy_nps"))
+
+
+def compute_summaries(
+    store: ViewStore, model: StageModel, as_of: date, names: Sequence[str] | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """Every summary table (or those ``names``) as of ``as_of``: the reports ``lifecycle report``
+    gives, the entity tables streamed (``iter_rows``): memory follows the customers and deals,
+    not the rows."""
+    wanted = set(names) if names is not None else {name for group in SUMMARY_GROUPS for name in group}
+    summaries: dict[str, list[dict[str, Any]]] = {}
+    if "pipeline_funnel" in wanted:
+        summaries["pipeline_funnel"] = build_report("funnel", store, model, as_of)
+    if "deal_forecast" in wanted:
+        summaries["deal_forecast"] = build_report("forecast", store, model, as_of)
+    if wanted & {"retention_cohorts", "customer_rfm"}:
+        customers = reports.purchases_by_customer(  # for both
+            store.iter_rows("customer_purchases", columns=reports.PURCHASE_COLUMNS), as_of)
+        if "retention_cohorts" in wanted:
+            summaries["retention_cohorts"] = reports.cohorts_of(customers, as_of)
+        if "customer_rfm" in wanted:
+            summaries["customer_rfm"] = reports.rfm_of(customers, as_of)
+    if "advocacy_nps" in wanted:
+        summaries["advocacy_nps"] = build_report("advocacy", store, model, as_of)
+    return summaries
 
 
 def rejection_row(event: LogEvent, reveal: Reveal = _as_is) -> dict[str, Any] | None:

@@ -135,8 +135,7 @@ def test_a_rebuild_by_several_processes_gives_the_views_of_one(kind, tmp_path, r
         assert rt.views.rows("rejections", where={"subject": "shop:1001"})
         rt.settings = dataclasses.replace(rt.settings, workers=WORKERS)
         counted: list[int] = []
-        read = rt.rebuild(progress=counted.append)
-        rt.runner.refresh_summaries(AS_OF)
+        read = rt.rebuild(progress=counted.append, today=AS_OF)  # summaries by the workers too
         assert snapshot(rt) == followed
         assert read == sum(counted) == rt.engine.recorder.max_notification_id()
         assert rt.runner.store.position(rt.runner.consumer) == read
@@ -245,3 +244,11 @@ def test_a_subject_is_found_as_the_regular_expression_finds_it(subject, separato
     found = _SUBJECT.search(line)
     assert found is not None
     assert worker_of(line, 1_000_003) == zlib.crc32(found[1]) % 1_000_003
+
+
+def test_the_summary_groups_name_every_summary_table_once():
+    from projections.runner import SUMMARY_GROUPS
+    from projections.tables import SUMMARY_TABLES
+
+    named = [name for group in SUMMARY_GROUPS for name in group]
+    assert sorted(named) == sorted(t.name for t in SUMMARY_TABLES)
