@@ -82,7 +82,7 @@ class IngestService:
         for future in sent:
             future.get(timeout=60)  # raises if the broker did not acknowledge
         # 2. one transaction
-        result = self.engine.ingest_parsed(parsed, tracking=Tracking(name, next_offset))
+        result = self.engine.ingest_parsed(parsed, tracking=Tracking(name, next_offset), position_checked=True)
         # 3. monitoring only: not waited for (a failed commit is made good by the next one)
         self.consumer.commit_async({tp: OffsetAndMetadata(next_offset, "", -1)})
         self.log.info(

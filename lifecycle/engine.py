@@ -29,7 +29,7 @@ from eventsourcing.persistence import (
 
 from lifecycle import ids, ledger, snapshots
 from lifecycle.batch import BatchResult, ItemOutcome
-from lifecycle.commands import apply_inbound
+from lifecycle.commands import DEAL_FACTS, apply_inbound
 from lifecycle.customer import Customer
 from lifecycle.deal import Deal
 from lifecycle.errors import RuleViolation, StoreError
@@ -102,17 +102,20 @@ class LifecycleEngine(Application[UUID]):
         return self.ingest_parsed([parse(raw) for raw in raws], tracking)
 
     def ingest_parsed(
-        self, parsed: Sequence[InboundEvent | Rejection], tracking: Tracking | None = None
+        self, parsed: Sequence[InboundEvent | Rejection], tracking: Tracking | None = None,
+        position_checked: bool = False,
     ) -> BatchResult:
         """Deduplicate and apply a batch of parsed inbound events in one transaction.
 
         Optimistic-concurrency conflicts (another writer touched one of the same
         customers, or recorded the same inbound event first) are retried from a
-        fresh read; they are never lost.
+        fresh read; they are never lost. ``position_checked``: the caller has just found
+        ``tracking`` not stored, so the first attempt does not ask again (a position stored
+        meanwhile still conflicts, and the retry finds it).
         """
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                return self._ingest_once(parsed, tracking)
+                return self._ingest_once(parsed, tracking, check_position=attempt > 1 or not position_checked)
             except IntegrityError as e:
                 self._cache.clear()
                 if attempt == MAX_ATTEMPTS:
@@ -128,7 +131,7 @@ class LifecycleEngine(Application[UUID]):
         raise AssertionError("unreachable")
 
     def _ingest_once(
-        self, parsed: Sequence[InboundEvent | Rejection], tracking: Tracking | None
+        self, parsed: Sequence[InboundEvent | Rejection], tracking: Tracking | None, check_position: bool = True
     ) -> BatchResult:
         """1. skip a batch whose position is already stored
         2. classify each item: malformed, duplicate (in the batch or the ledger), or to apply
@@ -139,7 +142,7 @@ class LifecycleEngine(Application[UUID]):
         5. remember the aggregates for the next batch
         """
         # 1. a redelivered batch (its position is stored) changes nothing
-        if tracking is not None and self.recorder.has_tracking_id(
+        if tracking is not None and check_position and self.recorder.has_tracking_id(
             tracking.application_name, tracking.notification_id
         ):
             return BatchResult(tuple(_duplicate(p) for p in parsed))
@@ -294,21 +297,24 @@ class LifecycleEngine(Application[UUID]):
     def _prefetch(
         self, parsed: Sequence[InboundEvent | Rejection], receipts: Sequence[UUID], ws: _Workspace
     ) -> set[UUID]:
-        """Which inbound events of this batch the ledger holds (returned), and its customers that
-        the cache does not hold, from their snapshots and the events after them: one query each
-        for the batch, instead of one read per customer once the customers outnumber the cache.
-        Then the customers' keys in one more query (new customers get theirs made together)."""
+        """Which inbound events of this batch the ledger holds (returned), and its customers and
+        deals that the cache does not hold, from their snapshots and the events after them: one
+        query each for the batch, instead of one read per aggregate once they outnumber the
+        cache. Then the customers' keys in one more query (new customers get theirs made
+        together)."""
         customers = {ids.customer_id(p.subject) for p in parsed if isinstance(p, InboundEvent)}
+        deals = {ids.deal_id(str(p.data.deal_id)) for p in parsed if isinstance(p, InboundEvent) and p.type in DEAL_FACTS}
         # Not ``customers - self._cache.keys()``: that hashes every cached id (UUID's hash is
         # Python code): ten times the batch's customers once the cache is full.
-        unknown = {c for c in customers if c not in self._cache}
+        unknown = {a for a in customers | deals if a not in self._cache}
         stored = set(self.recorder.seen(receipts))
         latest = self.recorder.snapshots(unknown)
-        for customer_id, rows in stored_states_of_many(self.recorder, unknown).items():
-            ws.loaded[customer_id] = self._reconstruct(customer_id, rows, latest.get(customer_id))
+        for aggregate_id, rows in stored_states_of_many(self.recorder, unknown).items():
+            ws.loaded[aggregate_id] = self._reconstruct(aggregate_id, rows, latest.get(aggregate_id))
         ws.absent = unknown - ws.loaded.keys()
+        new_customers = customers & ws.absent
         self.keyring.preload(
-            (str(c) for c in customers - ws.absent), create=(str(c) for c in ws.absent)
+            (str(c) for c in customers - new_customers), create=(str(c) for c in new_customers)
         )
         return stored
 
@@ -370,7 +376,7 @@ class _Workspace:
         self.loaded: dict[UUID, Aggregate] = {}
         self.touched: dict[UUID, Aggregate] = {}
         self.erasures: list[str] = []
-        self.absent: set[UUID] = set()  # customers known not to be stored when the batch began
+        self.absent: set[UUID] = set()  # customers and deals known not to be stored when the batch began
 
     def customer(self, key: str, fact: Fact) -> Customer:
         cid = ids.customer_id(key)
