@@ -49,6 +49,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from deploy.broker import Broker, start_broker
 from lifecycle import ids
+from lifecycle.audit import verify
 from lifecycle.config import Settings
 from lifecycle.engine import LifecycleEngine
 from lifecycle.receipt import ACCEPTED, DUPLICATE, MALFORMED, REFUSED, InboundReceipt
@@ -560,10 +561,14 @@ def _chaos(plan: Plan, chunks: list[list[bytes]], database_url: str, bootstrap: 
     # 3. read what the Kafka path made
     kafka_snapshot = store.call(lambda rt: snapshot(rt, AS_OF))
     kafka_receipts = store.call(lambda rt: read_receipts(rt.engine))
+    # The relay seals what it sends (and, idle, whatever a kill left unsealed): every stored
+    # event must be sealed, every chain unbroken.
+    audit = store.call(lambda rt: verify(rt.engine.recorder, rt.views))
     inbound_end = sum(end_offsets(bootstrap, env["LIFECYCLE_TOPIC_INBOUND"]).values())
     dead = dead_letter_coordinates(bootstrap, env["LIFECYCLE_TOPIC_REJECTED"])
     return {
         "snapshot": kafka_snapshot, "receipts": kafka_receipts, "published": upstream.sent,
+        "audit": {"sealed": audit.checked, "unsealed": audit.unsealed, "broken": audit.broken},
         "inbound_topic_messages": inbound_end, "dead_lettered": len(dead),
         "kills": sup.kills, "kills_by_service": dict(sup.kills_by_service),
         "terminations": terminations, "crashes": sup.crashes, "stop_codes": stop_codes,
@@ -640,7 +645,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     doubled = sum(views["doubled"].values()) + receipts["not_recorded_once"] + receipts["unexpected"]
     figures = {"accepted": accepted, "duplicates": duplicates, "rejected": rejected}
     views_equal = reference["snapshot"] == run["snapshot"]
-    ok = (lost == 0 and doubled == 0 and views_equal and not any(receipts.values())
+    sealed = run["audit"]["unsealed"] == 0 and not run["audit"]["broken"] and run["audit"]["sealed"] > 0
+    ok = (lost == 0 and doubled == 0 and views_equal and not any(receipts.values()) and sealed
           and figures == reference["figures"] and run["inbound_topic_messages"] == run["published"])
     crashes_by_service = Counter(c.service.partition("-")[0] for c in run["crashes"])
     if plan.strict and run["crashes"]:
@@ -675,6 +681,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "doubled_breakdown": views["doubled"],
         "changed_breakdown": views["changed"],
         "receipts": receipts,
+        "audit": run["audit"],
         "reference_figures": reference["figures"],
         "figures_equal_reference": figures == reference["figures"],
         "inbound_topic_messages": run["inbound_topic_messages"],
@@ -708,6 +715,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("figures equal the embedded run", "yes" if figures == reference["figures"]
          else f"NO: embedded {reference['figures']}"),
         ("each inbound event recorded once", "yes" if not any(receipts.values()) else f"NO: {receipts}"),
+        ("every event sealed, chains intact", f"yes ({run['audit']['sealed']} events)" if sealed
+         else f"NO: {run['audit']}"),
         ("Kafka path seconds", run["seconds"]),
     ]
     say("")

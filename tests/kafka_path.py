@@ -131,6 +131,19 @@ def wait_caught_up(rt: Runtime, bootstrap: str, services: ServiceProcesses, time
                          + "\n".join(services.tail(n) for n in SERVICES))
 
 
+def wait_sealed(rt: Runtime, timeout: float = 30) -> None:
+    """Until the relay has sealed every stored event (it seals each page it sends, and when idle
+    whatever a kill left unsealed)."""
+    from lifecycle.audit import AUDIT
+
+    deadline = time.monotonic() + timeout
+    while (rt.views.position(AUDIT) or 0) < (rt.engine.recorder.max_notification_id() or 0):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not sealed after {timeout}s: {rt.views.position(AUDIT)} of "
+                                 f"{rt.engine.recorder.max_notification_id()}")
+        time.sleep(0.2)
+
+
 def snapshot(rt: Runtime, as_of: date) -> dict:
     """Every analyst view (minus recorded-time columns) and every report."""
     views = {}

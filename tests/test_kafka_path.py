@@ -15,6 +15,7 @@ import psycopg
 import pytest
 from kafka import KafkaConsumer
 
+from lifecycle.audit import verify
 from lifecycle.simulate import simulate
 from tests.backends import runtime_factory
 from tests.kafka import read_all
@@ -27,6 +28,7 @@ from tests.kafka_path import (
     service_env,
     snapshot,
     wait_caught_up,
+    wait_sealed,
 )
 
 pytestmark = pytest.mark.integration
@@ -106,6 +108,11 @@ def test_sigkill_at_random_moments_loses_nothing_and_doubles_nothing(kafka_path,
     wait_caught_up(rt, kafka_bootstrap, services)
     assert services.kills == len(chunks)
     assert snapshot(rt, AS_OF) == embedded
+    # The relay seals what it sends; a kill between its position and its seals leaves some
+    # unsealed until it is idle: then every stored event is sealed, every chain unbroken.
+    wait_sealed(rt)
+    verdict = verify(rt.engine.recorder, rt.views)
+    assert verdict.ok and verdict.unsealed == 0 and verdict.checked == rt.engine.recorder.max_notification_id()
 
     # Upstream publishes everything a second time: every event is a duplicate, no view changes.
     publish(kafka_bootstrap, env["LIFECYCLE_TOPIC_INBOUND"], lines)
