@@ -355,7 +355,8 @@ def work(stdin: IO[bytes], stdout: IO[bytes]) -> None:
     """A worker process: the settings (answered ("ready",) once its runtime is open), then tasks
     until the stop (None): ("ingest", number, lines) answered ("done", number, result);
     ("rebuild", last, start, stop) answered with ("progress", events) per chunk, then
-    ("rebuilt", events, erased keys); ("summaries", as_of, names) answered ("summaries", tables). Any error is answered, not raised: the parent reports it."""
+    ("rebuilt", events, erased keys); ("summaries", as_of, names) answered ("summaries", tables).
+    Any error is answered, not raised: the parent reports it."""
     from lifecycle.runtime import Runtime  # the runtime module imports this one
 
     def answer(message: tuple[Any, ...]) -> None:
