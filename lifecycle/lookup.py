@@ -168,16 +168,21 @@ def _is_postgres(recorder: Any) -> bool:
 def postgres_rows(recorder: Any, statement: str, params: Sequence[Any]) -> list[Sequence[Any]]:
     """Rows (tuples, columns in the order selected) of one statement in a PostgreSQL recorder's
     own connection."""
-    from psycopg.rows import tuple_row  # (an embedded process does not import psycopg)
-
     try:
         # Tuples: the library's connections make a dict of every row (a tenth of the relay's
         # reading was making them and taking them apart again).
-        with recorder.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as cursor:
+        with recorder.datastore.get_connection() as conn, conn.cursor(row_factory=_tuple_row) as cursor:
             cursor.execute(statement, params, prepare=True)
             return cursor.fetchall()
     except PersistenceError as e:  # the library's datastores translate their driver's errors
         raise StoreError(f"event store failed: {e}") from e
+
+
+def _tuple_row(_cursor: Any) -> type[tuple[Any, ...]]:
+    """A psycopg row factory (called with the cursor, it gives what makes a row of a record's
+    values): rows as plain tuples, as psycopg's own ``tuple_row`` makes them, without this
+    module importing the driver."""
+    return tuple
 
 
 def postgres_rows_for(recorder: Any, statement: str, ids: Collection[UUID]) -> list[Sequence[Any]]:
