@@ -79,8 +79,12 @@ class IngestService:
                         ("source_offset", str(record.offset).encode()),
                     ],
                 ))
+        if sent:
+            # Send now: the producer's linger (20 ms, for the relay's pages) would otherwise hold
+            # every batch with a dead letter that long (a tenth of ingest's time on the Kafka path).
+            self.producer.flush(timeout=60)
         for future in sent:
-            future.get(timeout=60)  # raises if the broker did not acknowledge
+            future.get(timeout=0)  # raises if the broker did not acknowledge
         # 2. one transaction
         result = self.engine.ingest_parsed(parsed, tracking=Tracking(name, next_offset), position_checked=True)
         # 3. monitoring only: not waited for (a failed commit is made good by the next one)
