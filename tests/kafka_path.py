@@ -16,6 +16,7 @@ from pathlib import Path
 from confluent_kafka import Producer
 
 from consumers.topics import ensure_topics
+from lifecycle.audit import AUDIT
 from lifecycle.config import Settings
 from lifecycle.runtime import Runtime
 from projections.catalog import REPORTS, build_report
@@ -109,12 +110,15 @@ def lag(rt: Runtime, bootstrap: str) -> dict[str, int]:
         offset - (rt.engine.recorder.max_tracking_id(f"kafka:{s.topic_inbound}:{p}") or 0)
         for p, offset in end_offsets(bootstrap, s.topic_inbound).items()
     )
-    relay = (rt.engine.recorder.max_notification_id() or 0) - (rt.views.position(f"relay:{s.topic_events}") or 0)
+    stored = rt.engine.recorder.max_notification_id() or 0
+    relay = stored - (rt.views.position(f"relay:{s.topic_events}") or 0)
     project = sum(
         offset - (rt.views.position(f"kafka:{s.topic_events}:{p}") or 0)
         for p, offset in end_offsets(bootstrap, s.topic_events).items()
     )
-    return {"ingest": inbound, "relay": relay, "project": project}
+    # The relay seals each page it sends, and when idle whatever a kill left unsealed.
+    seal = stored - (rt.views.position(AUDIT) or 0)
+    return {"ingest": inbound, "relay": relay, "project": project, "seal": seal}
 
 
 def wait_caught_up(rt: Runtime, bootstrap: str, services: ServiceProcesses, timeout: float = 240) -> None:
@@ -129,19 +133,6 @@ def wait_caught_up(rt: Runtime, bootstrap: str, services: ServiceProcesses, time
         time.sleep(1)
     raise AssertionError(f"not caught up after {timeout}s: {lag(rt, bootstrap)}\n"
                          + "\n".join(services.tail(n) for n in SERVICES))
-
-
-def wait_sealed(rt: Runtime, timeout: float = 30) -> None:
-    """Until the relay has sealed every stored event (it seals each page it sends, and when idle
-    whatever a kill left unsealed)."""
-    from lifecycle.audit import AUDIT
-
-    deadline = time.monotonic() + timeout
-    while (rt.views.position(AUDIT) or 0) < (rt.engine.recorder.max_notification_id() or 0):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not sealed after {timeout}s: {rt.views.position(AUDIT)} of "
-                                 f"{rt.engine.recorder.max_notification_id()}")
-        time.sleep(0.2)
 
 
 def snapshot(rt: Runtime, as_of: date) -> dict:
