@@ -27,13 +27,13 @@ from pathlib import Path
 from bench.common import proc_status_kib
 from lifecycle.config import Settings, default_workers
 from lifecycle.runtime import Runtime
-from projections.collection import fewer_collections
+from lifecycle.collection import fewer_collections
 
 
 def raw_read(rt: Runtime, page: int, decode: bool = False, rebuilds_gc: bool = True) -> tuple[int, float]:
     """Every notification from the start, ``page`` at a time, as the projections page. With
     ``rebuilds_gc`` under the garbage collector's setting a rebuild runs with
-    (``projections.collection``): the baseline gets the same help as ours (it gains about as
+    (``lifecycle.collection``): the baseline gets the same help as ours (it gains about as
     much), so the figure shows the rebuild's work, not the collector's."""
     with fewer_collections() if rebuilds_gc else contextlib.nullcontext():
         return _raw_read(rt, page, decode)

@@ -14,6 +14,9 @@ transitions, deals). So there are two baselines, each on its own fresh store of 
   of transactions as ours (N / 500), and the figure is our stored events/s ÷ its events/s.
 
 Each baseline runs once before and once after ours; their total events / total seconds is used.
+Both run under the garbage collector's setting our ingest runs with (``lifecycle.collection``:
+the baseline gets the same help); one more run of the per-inbound baseline under the
+interpreter's default is in the details (``default_gc_per_s``).
 
 Ours runs as ``lifecycle ingest`` runs by default: ``default_workers()`` processes share
 the stream (lifecycle.parallel; 3 on 2 cores). The raw library has no parallel save: its
@@ -94,7 +97,7 @@ def _figures(name: str, ours: dict[str, Any], one: dict[str, Any], inbound_runs:
 
 def _measure(ctx: Context, name: str, ours_settings, raw_env) -> tuple[dict[str, float], dict[str, Any]]:
     """baseline(inbound) → ours → baseline(stored) → ours in one process → baseline(inbound) →
-    baseline(stored)."""
+    baseline(stored) → baseline(inbound) under the default collector."""
     n, batch = ctx.sizes.ingest, ctx.sizes.batch
     ctx.log(f"{name}: simulating {n} inbound events")
     lines = inbound_lines(n)
@@ -117,7 +120,12 @@ def _measure(ctx: Context, name: str, ours_settings, raw_env) -> tuple[dict[str,
         inbound_runs.append(raw_save(env, keys, n, transactions))
     with raw_env() as env:
         stored_runs.append(raw_save(env, keys, ours["stored"], math.ceil(n / batch)))
-    return _figures(name, ours, one, inbound_runs, stored_runs)
+    ctx.log(f"{name}: raw baseline under the interpreter's default collector (for the details)")
+    with raw_env() as env:
+        default_gc = raw_save(env, keys, n, transactions, ingest_gc=False)
+    figures, details = _figures(name, ours, one, inbound_runs, stored_runs)
+    details["baseline_per_inbound_event"]["default_gc_per_s"] = default_gc.per_s
+    return figures, details
 
 
 def ingest_sqlite(ctx: Context) -> tuple[dict[str, float], dict[str, Any]]:

@@ -139,7 +139,7 @@ def notes(ctx: Context, ran: list[str]) -> list[str]:
                    "events; the issue asks for 1M stored events), as `lifecycle projections rebuild` does "
                    f"it by default ({default_workers()} processes, each a range of entity ids) after its "
                    "raw-read baseline (one process, under the rebuild's garbage-collector setting: "
-                   "projections.collection); rebuild_1_process: the same rebuild in one process.")
+                   "lifecycle.collection); rebuild_1_process: the same rebuild in one process.")
     if "kafka_scale" in ran:
         out.append(f"scale_curve kafka: {s.kafka_scale} events per run, ingest processes only "
                    f"{list(s.kafka_processes)}, {s.kafka_partitions} partitions; this machine has "

@@ -23,6 +23,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from lifecycle.batch import BatchResult
+from lifecycle.collection import SERVICE_OLDER, fewer_collections
 from lifecycle.config import Settings, is_postgres_url
 from lifecycle.errors import LifecycleError
 from lifecycle.output import FORMATS, render
@@ -386,7 +387,8 @@ def run_service(
         cls = getattr(importlib.import_module(module), name)
         log.info("service_started", service=service, store=rt.settings.describe_store(),
                  bootstrap=rt.settings.kafka_bootstrap)
-        cls(rt, log).run(stop, HealthFile(health_file))
+        with fewer_collections(older=SERVICE_OLDER):  # batch after batch of short-lived objects
+            cls(rt, log).run(stop, HealthFile(health_file))
         log.info("service_stopped", service=service)
 
 

@@ -51,6 +51,7 @@ from typing import IO, Any, NamedTuple
 from uuid import UUID
 
 from lifecycle.batch import BatchResult, IngestTotals, ItemOutcome
+from lifecycle.collection import fewer_collections
 from lifecycle.config import Settings, is_postgres_url
 from lifecycle.errors import LifecycleError
 from lifecycle.zygote import WorkerProcess, Zygote
@@ -374,17 +375,19 @@ def work(stdin: IO[bytes], stdout: IO[bytes]) -> None:
         return
     answer(("ready",))
     try:
-        while (task := pickle.load(stdin)) is not None:
-            if task[0] == "ingest":
-                _, number, lines = task
-                answer(("done", number, rt.engine.ingest(lines)))
-            elif task[0] == "summaries":
-                _, as_of, names = task
-                answer(("summaries", compute_summaries(rt.views, rt.engine.model, as_of, names)))
-            else:
-                _, last, start, stop = task
-                copied, erased = rt.runner.rebuild_part(last, start, stop, progress=lambda n: answer(("progress", n)))
-                answer(("rebuilt", copied, erased))
+        with fewer_collections():  # one ingest or rebuild, then the worker ends (lifecycle.collection)
+            while (task := pickle.load(stdin)) is not None:
+                if task[0] == "ingest":
+                    _, number, lines = task
+                    answer(("done", number, rt.engine.ingest(lines)))
+                elif task[0] == "summaries":
+                    _, as_of, names = task
+                    answer(("summaries", compute_summaries(rt.views, rt.engine.model, as_of, names)))
+                else:
+                    _, last, start, stop = task
+                    copied, erased = rt.runner.rebuild_part(last, start, stop,
+                                                            progress=lambda n: answer(("progress", n)))
+                    answer(("rebuilt", copied, erased))
     except EOFError:
         pass  # the parent is gone (it stopped the work): nothing to answer
     except Exception as e:  # noqa: BLE001

@@ -13,6 +13,7 @@ from eventsourcing.persistence import PersistenceError
 
 from lifecycle.audit import Sealer
 from lifecycle.batch import BatchResult, IngestTotals
+from lifecycle.collection import fewer_collections
 from lifecycle.config import Settings
 from lifecycle.engine import LifecycleEngine
 from lifecycle.errors import StoreError
@@ -81,9 +82,10 @@ class Runtime:
         is one that several processes can open (not in memory): see ``lifecycle.parallel``.
         """
         events = (line.rstrip(b"\r\n") for line in lines if line.strip())
-        if self._shared_workers() > 1:
-            return ingest_in_parallel(self.settings, events, self.settings.workers, self._ingest_here, on_batch)
-        return self._ingest_here(events, on_batch)
+        with fewer_collections():  # batches of short-lived objects, no cycles (lifecycle.collection)
+            if self._shared_workers() > 1:
+                return ingest_in_parallel(self.settings, events, self.settings.workers, self._ingest_here, on_batch)
+            return self._ingest_here(events, on_batch)
 
     def rebuild(self, progress: Callable[[int], None] | None = None, today: date | None = None) -> int:
         """Every view derived again from the whole log (``ProjectionRunner.rebuild``), the

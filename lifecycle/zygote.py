@@ -20,6 +20,7 @@ offers that ``lifecycle.parallel`` uses (``kill``, ``poll``, ``wait``).
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
@@ -133,6 +134,9 @@ def fork_workers(fds: list[int], preload_postgres: bool) -> None:
     if preload_postgres:
         from lifecycle import ledger_postgres  # noqa: F401
         from projections.store import postgres  # noqa: F401
+    # What the imports made lives as long as every worker: out of the collector's way, and its
+    # pages not copied into each worker by a collection writing the objects' headers.
+    gc.freeze()
     pairs = list(zip(fds[::2], fds[1::2], strict=True))
     report = sys.stdout.buffer
     running: dict[int, int] = {}

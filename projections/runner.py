@@ -30,7 +30,7 @@ from typing import Any
 from lifecycle.stages import StageModel
 from projections import reports
 from projections.catalog import build_report
-from projections.collection import fewer_collections
+from lifecycle.collection import fewer_collections
 from lifecycle.crypto import is_token
 from lifecycle.ids import customer_id
 from projections.customers import (

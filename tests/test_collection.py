@@ -7,7 +7,7 @@ import weakref
 
 import pytest
 
-from projections.collection import YOUNG, fewer_collections
+from lifecycle.collection import YOUNG, fewer_collections
 
 
 def test_sets_and_restores_the_collector_even_on_error() -> None:
@@ -56,3 +56,22 @@ def test_cycles_are_still_collected_without_being_asked() -> None:
             del made
     finally:
         gc.callbacks.remove(note)
+
+
+def test_an_ingest_runs_with_fewer_collections_and_gives_the_setting_back(tmp_path) -> None:
+    """Ingest makes short-lived objects by the million and no cycles: the collector walks them
+    rarely while it runs, and the caller's setting is back once it returns."""
+    from bench.common import inbound_lines
+    from lifecycle.config import Settings
+    from lifecycle.runtime import Runtime
+
+    seen: list[int] = []
+    rt = Runtime.open(Settings(database_url=None, data_dir=tmp_path, stage_model_path=None, batch_size=100,
+                               kafka_bootstrap=None, workers=1))
+    before = gc.get_threshold()
+    try:
+        totals = rt.ingest_lines(inbound_lines(300), on_batch=lambda _: seen.append(gc.get_threshold()[0]))
+    finally:
+        rt.close()
+    assert totals.batches == 3 and seen == [YOUNG] * 3
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
