@@ -20,6 +20,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import (
     IntegrityError,
     JSONTranscoder,
+    Mapper,
     PersistenceError,
     StoredEvent,
     Tracking,
@@ -39,7 +40,7 @@ from lifecycle.personal import PERSONAL_FIELDS
 from lifecycle.receipt import ACCEPTED, DUPLICATE, MALFORMED, REFUSED, InboundReceipt, encode_raw
 from lifecycle.rules import DuplicateOrder, Fact
 from lifecycle.stages import StageModel, load_stage_model
-from lifecycle.transcoding import FastJSONTranscoder
+from lifecycle.transcoding import EventMapper, FastJSONTranscoder
 from projections.store import InMemoryViewStore
 from schemas import InboundEvent, Rejection, parse
 
@@ -84,6 +85,11 @@ class LifecycleEngine(Application[UUID]):
         # A process recorder stores a tracking position in the same transaction as the events
         # (the plain application recorder cannot); ours stores the inbound ledger's rows too.
         return ledger.process_recorder(self.factory)
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        if self.factory.env.get(self.factory.MAPPER_TOPIC):
+            return super().construct_mapper()  # the one the environment names
+        return self.factory.mapper(transcoder=self.construct_transcoder(), mapper_class=EventMapper)
 
     def construct_transcoder(self) -> Transcoder:
         # The library's JSON, written with orjson where that writes the same (lifecycle.transcoding).
@@ -188,8 +194,10 @@ class LifecycleEngine(Application[UUID]):
         pending = [e for r in receipts for e in r.collect_events()]
         pending += [e for agg in ws.touched.values() for e in agg.collect_events()]
         if pending or ledger_rows or tracking is not None:
-            self.events.put(pending, tracking=tracking,
-                            **{ledger.ROWS: ledger_rows, ledger.SNAPSHOTS: due})
+            # What ``self.events.put`` does, without the recordings it returns for each event
+            # (two more objects per event, which nothing here reads).
+            self.recorder.insert_events([self.mapper.to_stored_event(e) for e in pending], tracking=tracking,
+                                        **{ledger.ROWS: ledger_rows, ledger.SNAPSHOTS: due})
         # Erasures requested in this batch: the Erased facts are committed, now the keys go.
         # (A crash right here leaves a key behind; `lifecycle customer forget` finishes the job,
         # and the views already drop the data of an erased customer.)

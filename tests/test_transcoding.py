@@ -8,12 +8,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from eventsourcing.persistence import JSONTranscoder, TranscodingNotRegisteredError
+from eventsourcing.domain import Aggregate, event
+from eventsourcing.persistence import JSONTranscoder, Mapper, TranscodingNotRegisteredError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lifecycle.engine import LifecycleEngine
-from lifecycle.transcoding import FastJSONTranscoder
+from lifecycle.transcoding import EventMapper, FastJSONTranscoder
 
 
 class Colour(str, enum.Enum):
@@ -93,3 +94,29 @@ def test_what_orjson_would_write_differently_is_left_to_the_library(value):
             FAST.encode(value)
     else:
         assert FAST.encode(value) == expected
+
+
+class _Versioned(Aggregate):
+    class Happened(Aggregate.Event):
+        class_version = 2
+        amount: Decimal
+
+    @event(Happened)
+    def happen(self, amount: Decimal) -> None:
+        pass
+
+
+def test_the_engine_mapper_stores_what_the_library_mapper_stores() -> None:
+    """Same topic, ids, version and state bytes, for events with and without a class version."""
+    engine = LifecycleEngine(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    assert isinstance(engine.mapper, EventMapper)
+    library = Mapper(transcoder=engine.mapper.transcoder)
+    aggregate = _Versioned()
+    aggregate.happen(Decimal("29.33"))
+    aggregate.happen(Decimal("1"))
+    events = aggregate.collect_events()
+    for domain_event in events:
+        assert engine.mapper.to_stored_event(domain_event) == library.to_stored_event(domain_event)
+    stored = engine.mapper.to_stored_event(events[1])
+    assert b'"class_version":2' in stored.state
+    assert engine.mapper.to_domain_event(stored) == events[1]
