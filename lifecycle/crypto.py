@@ -7,10 +7,13 @@ bound as associated data, so a token copied to another customer does not open.
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import os
+import threading
 from typing import Any
 
+import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -36,11 +39,51 @@ def seal(key: bytes, customer_id: str, value: Any) -> str:
     return seal_with(Cipher(key), customer_id, value)
 
 
+class _Nonces:
+    """Fresh random 12-byte nonces, read from the OS a few hundred at a time: a system call per
+    value was a fifth of sealing one (ingest seals about two per event).
+
+    GCM must never see a nonce twice under one key, so the pool is never shared: a thread takes
+    its nonces under the lock, and a forked child (the parallel ingest's workers are forked)
+    throws away the copy of the parent's pool it was born with."""
+
+    BATCH = 12 * 256
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pool = b""
+        self._at = 0
+        os.register_at_fork(after_in_child=self._forget)
+
+    def take(self) -> bytes:
+        with self._lock:
+            if self._at >= len(self._pool):
+                self._pool, self._at = os.urandom(self.BATCH), 0
+            at = self._at
+            self._at = at + 12
+            return self._pool[at:at + 12]
+
+    def _forget(self) -> None:
+        self._lock = threading.Lock()  # a lock held by another thread at the fork stays held
+        self._pool, self._at = b"", 0
+
+
+_nonces = _Nonces()
+
+
+def _plain(value: Any) -> bytes:
+    if type(value) is str:
+        try:
+            return orjson.dumps(value)  # the same JSON value as below, written 2x faster
+        except orjson.JSONEncodeError:  # a lone surrogate: the standard library escapes it
+            pass
+    return _COMPACT.encode(value).encode()
+
+
 def seal_with(cipher: AESGCM, customer_id: str, value: Any) -> str:
-    nonce = os.urandom(12)  # fresh for every value: GCM must never see a nonce twice per key
-    plain = _COMPACT.encode(value).encode()
-    sealed = cipher.encrypt(nonce, plain, customer_id.encode())
-    return PREFIX + base64.b64encode(nonce + sealed).decode("ascii")
+    nonce = _nonces.take()  # fresh for every value: GCM must never see a nonce twice per key
+    sealed = cipher.encrypt(nonce, _plain(value), customer_id.encode())
+    return PREFIX + binascii.b2a_base64(nonce + sealed, newline=False).decode("ascii")
 
 
 def open_token(key: bytes | None, customer_id: str, token: str) -> Any:
