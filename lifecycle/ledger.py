@@ -173,8 +173,9 @@ class SQLiteLedgerRecorder(SQLiteProcessRecorder):
             self._insert_tracking(c, tracking)
         # 3. and 4.
         if rows := kwargs.get(ROWS):
+            # Sorted by the hex text, which sorts as the ids' bytes do (_in_id_order's order).
             c.executemany(f"INSERT INTO {self.ledger_table_name} (receipt_id, outcome) VALUES (?, ?)",
-                          [(rid.hex, outcome) for rid, outcome in _in_id_order(rows)])
+                          sorted([(rid.hex, outcome) for rid, outcome in rows]))
         if snapshots := kwargs.get(SNAPSHOTS):
             c.executemany(f"INSERT INTO {self.snapshots_table_name} AS s (aggregate_id, version, state) "
                           "VALUES (?, ?, ?) ON CONFLICT (aggregate_id) DO UPDATE "
