@@ -77,3 +77,9 @@ def test_threads_sealing_at_once_never_share_a_nonce() -> None:
 def test_every_kind_of_value_opens_as_it_was_sealed(value: object) -> None:
     key = crypto.new_key()
     assert crypto.open_token(key, "c-1", crypto.seal(key, "c-1", value)) == value
+
+
+@pytest.mark.parametrize("value", ["del \x7f", "tab\tand\x1f", "café", "quote \" and \\ slash /", ""])
+def test_the_plain_text_of_edge_strings_is_what_json_dumps_writes(value: str) -> None:
+    raw = base64.b64decode(crypto.seal(KEY, "c", value)[len(crypto.PREFIX):])
+    assert AESGCM(KEY).decrypt(raw[:12], raw[12:], b"c") == json.dumps(value, separators=(",", ":")).encode()
