@@ -80,6 +80,8 @@ class Runtime:
         that wants each item's outcome gets every batch's result through ``on_batch``, in
         stream order. A long stream is shared by ``workers`` processes when the store
         is one that several processes can open (not in memory): see ``lifecycle.parallel``.
+        It runs with fewer garbage collections (``lifecycle.collection``), which starts with one
+        full collection: give it a stream, not a line at a time.
         """
         events = (line.rstrip(b"\r\n") for line in lines if line.strip())
         with fewer_collections():  # batches of short-lived objects, no cycles (lifecycle.collection)

@@ -82,8 +82,8 @@ class EventMapper(Mapper[Any]):
     """The library's ``Mapper``, writing the same stored events, without raising an exception
     per event: its ``getattr(type(event), "class_version", 1)`` fails for every event class
     that leaves the version at its default, and a failed look-up on a class builds (and drops)
-    an ``AttributeError`` with its message, about 1% of ingest's instructions. The version of
-    each class is looked up once here."""
+    an ``AttributeError`` with its message (~2,000 instructions, of ~400,000 per inbound event).
+    The version of each class is looked up once here."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
