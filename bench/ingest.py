@@ -13,8 +13,8 @@ transitions, deals). So there are two baselines, each on its own fresh store of 
 - per stored event: the raw library saves S events (S = what our run stored) in the same number
   of transactions as ours (N / 500), and the figure is our stored events/s ÷ its events/s.
 
-Each baseline runs once before and once after ours; their total events / total seconds is used.
-Both run under the garbage collector's setting our ingest runs with (``lifecycle.collection``:
+Each baseline runs twice, alternating with ours (which runs twice too); the runs' total events /
+total seconds is used on each side. The baselines run under the garbage collector's setting our ingest runs with (``lifecycle.collection``:
 the baseline gets the same help); one more run of the per-inbound baseline under the
 interpreter's default is in the details (``default_gc_per_s``).
 
