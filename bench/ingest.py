@@ -14,9 +14,10 @@ transitions, deals). So there are two baselines, each on its own fresh store of 
   of transactions as ours (N / 500), and the figure is our stored events/s ÷ its events/s.
 
 Each baseline runs twice, alternating with ours (which runs twice too); the runs' total events /
-total seconds is used on each side. The baselines run under the garbage collector's setting our ingest runs with (``lifecycle.collection``:
-the baseline gets the same help); one more run of the per-inbound baseline under the
-interpreter's default is in the details (``default_gc_per_s``).
+total seconds is used on each side. The baselines run under the garbage collector's setting our
+ingest runs with (``lifecycle.collection``: the baseline gets the same help); one more run of
+the per-inbound baseline under the interpreter's default is in the details
+(``default_gc_per_s``).
 
 Ours runs as ``lifecycle ingest`` runs by default: ``default_workers()`` processes share
 the stream (lifecycle.parallel; 3 on 2 cores). The raw library has no parallel save: its
