@@ -61,16 +61,18 @@ def test_cycles_are_still_collected_without_being_asked() -> None:
 def test_an_ingest_runs_with_fewer_collections_and_gives_the_setting_back(tmp_path) -> None:
     """Ingest makes short-lived objects by the million and no cycles: the collector walks them
     rarely while it runs, and the caller's setting is back once it returns."""
-    from bench.common import inbound_lines
     from lifecycle.config import Settings
     from lifecycle.runtime import Runtime
+    from lifecycle.simulate import simulate
 
+    lines = simulate(customers=20, seed=3)[:300]
+    assert len(lines) == 300
     seen: list[int] = []
     rt = Runtime.open(Settings(database_url=None, data_dir=tmp_path, stage_model_path=None, batch_size=100,
                                kafka_bootstrap=None, workers=1))
     before = gc.get_threshold()
     try:
-        totals = rt.ingest_lines(inbound_lines(300), on_batch=lambda _: seen.append(gc.get_threshold()[0]))
+        totals = rt.ingest_lines(lines, on_batch=lambda _: seen.append(gc.get_threshold()[0]))
     finally:
         rt.close()
     assert totals.batches == 3 and seen == [YOUNG] * 3
