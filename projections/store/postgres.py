@@ -29,11 +29,13 @@ from psycopg.types.json import Jsonb
 from projections import fastjson
 from projections.store.change import ViewChange
 from projections.store.errors import PositionConflict, UnknownTable, ViewStoreError
+from projections.store.statistics import AnalyzeSchedule
 from projections.store.tables import POSITIONS_TABLE, Column, Table, check_identifier
 from projections.store.values import (
     ROWS_PAGE,
     Condition,
     Ordering,
+    PreparedChange,
     Values,
     check_definitions,
     check_existing_columns,
@@ -121,6 +123,7 @@ class PostgresViewStore:
         self._conn: psycopg.Connection[Any] | None = None
         self._idle_reader: psycopg.Connection[Any] | None = None  # see _take_reader
         self._closed = False
+        self._schedule = AnalyzeSchedule()
         with self._transaction() as cur:
             self._lock_ddl(cur)
             for name in (self.schema, self.internal_schema):
@@ -170,7 +173,8 @@ class PostgresViewStore:
     # --- writing ------------------------------------------------------------------------------
 
     def write(self, change: ViewChange) -> None:
-        """Steps as in ``ViewStore.write``."""
+        """Steps as in ``ViewStore.write``; then 7. ``ANALYZE`` the tables whose writes have
+        doubled (``projections.store.statistics``), outside the transaction."""
         # 0. check everything against the definitions, before opening a transaction.
         with self._lock:
             prepared = prepare_change(change, self._tables)
@@ -225,6 +229,24 @@ class PostgresViewStore:
                     (prepared.position, prepared.consumer),
                 )
         # 6. committed when the transaction block ended without an error.
+        # 7. the planner's statistics of the tables that have grown
+        self._analyze_grown(prepared)
+
+    def _analyze_grown(self, prepared: PreparedChange) -> None:
+        with self._lock:
+            for written in (*prepared.appends, *prepared.entity_replacements, *prepared.table_replacements):
+                self._schedule.wrote(written.table.name, len(written.rows))
+            for name in self._schedule.due():
+                table = self._tables.get(name)
+                if table is None:  # dropped meanwhile
+                    self._schedule.analyzed(name)
+                    continue
+                try:
+                    # SKIP_LOCKED: another process analysing it now does the job for both.
+                    self._connection().execute(sql.SQL("ANALYZE (SKIP_LOCKED) {}").format(self._name(table)))
+                except psycopg.Error:
+                    continue  # advice to the planner only: the write has committed; tried again later
+                self._schedule.analyzed(name)
 
     def _append(self, cur: psycopg.Cursor[Any], table: Table, rows: tuple[Values, ...]) -> None:
         if not rows:
