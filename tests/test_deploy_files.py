@@ -170,6 +170,12 @@ def test_ingest_scales_out(services: dict[str, dict]) -> None:
     assert services["relay"]["deploy"]["replicas"] == 1  # follows the notification log in order
 
 
+def test_the_e2e_benchmark_runs_as_many_ingest_processes_as_the_stack(services: dict[str, dict]) -> None:
+    from bench.kafka_path import deployed_ingest_processes
+
+    assert deployed_ingest_processes() == services["ingest"]["deploy"]["replicas"]
+
+
 # --- PostgreSQL and secrets -------------------------------------------------------------------
 
 def test_postgres_16_with_a_volume_and_pg_isready(services: dict[str, dict], compose: dict) -> None:
