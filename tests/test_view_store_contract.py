@@ -201,11 +201,12 @@ def test_append_ignores_rows_whose_key_exists(store: ViewStore) -> None:
 
 
 def test_large_append_ignores_existing_keys(store: ViewStore) -> None:
-    """Above PostgreSQL's COPY threshold, appends go through a staging table: same result."""
-    write(store, append={"orders": [order("c", f"o{i:04}", "1") for i in range(0, 1200, 2)]})
-    write(store, append={"orders": [order("c", f"o{i:04}", "2") for i in range(1200)]})
+    """Above PostgreSQL's COPY threshold (2,000 rows), appends go through a staging table: same
+    result."""
+    write(store, append={"orders": [order("c", f"o{i:04}", "1") for i in range(0, 4400, 2)]})
+    write(store, append={"orders": [order("c", f"o{i:04}", "2") for i in range(4400)]})
     rows = store.rows("orders")
-    assert len(rows) == 1200
+    assert len(rows) == 4400
     assert [r["amount"] for r in rows[:4]] == [Decimal("1"), Decimal("2"), Decimal("1"), Decimal("2")]
 
 
