@@ -260,7 +260,9 @@ class PostgresViewStore:
         columns = sql.SQL(", ").join(map(sql.Identifier, table.column_names))
         if len(rows) < COPY_APPEND_THRESHOLD:
             # Each column one array in psycopg's binary format; ``unnest`` makes rows of them.
-            arrays = sql.SQL(", ").join(sql.SQL("%b::{}[]").format(sql.SQL(_SQL_TYPES[c.type])) for c in table.columns)
+            arrays = sql.SQL(", ").join(
+                sql.SQL("%b::{}[]").format(sql.SQL(_SQL_TYPES[c.type])) for c in table.columns
+            )
             cur.execute(
                 sql.SQL("INSERT INTO {} ({}) SELECT * FROM unnest({}) ON CONFLICT DO NOTHING").format(
                     self._name(table), columns, arrays
