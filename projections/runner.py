@@ -27,12 +27,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
-from lifecycle.stages import StageModel
-from projections import reports
-from projections.catalog import build_report
 from lifecycle.collection import fewer_collections
 from lifecycle.crypto import is_token
 from lifecycle.ids import customer_id
+from lifecycle.stages import StageModel
+from projections import reports
+from projections.catalog import build_report
 from projections.customers import (
     CustomerDerivation,
     Reveal,
