@@ -201,13 +201,27 @@ def test_append_ignores_rows_whose_key_exists(store: ViewStore) -> None:
 
 
 def test_large_append_ignores_existing_keys(store: ViewStore) -> None:
-    """Above PostgreSQL's COPY threshold (2,000 rows), appends go through a staging table: same
-    result."""
+    """Above PostgreSQL's COPY threshold (500 rows) an append is copied in, and when a key exists
+    it goes again through a staging table, in the same transaction: same result, nothing else
+    of the step lost."""
     write(store, append={"orders": [order("c", f"o{i:04}", "1") for i in range(0, 4400, 2)]})
-    write(store, append={"orders": [order("c", f"o{i:04}", "2") for i in range(4400)]})
+    write(store, position=7, append={
+        "orders": [order("c", f"o{i:04}", "2") for i in range(4400)],
+        "tickets": [{"ticket_id": "t1", "customer_id": "c"}],
+    })
     rows = store.rows("orders")
     assert len(rows) == 4400
     assert [r["amount"] for r in rows[:4]] == [Decimal("1"), Decimal("2"), Decimal("1"), Decimal("2")]
+    assert store.rows("tickets") == [{"ticket_id": "t1", "customer_id": "c"}]
+    assert store.position("projections") == 7
+
+
+def test_large_append_keeps_the_first_of_a_repeated_key(store: ViewStore) -> None:
+    rows = [order("c", f"o{i:04}", "1") for i in range(1200)] + [order("c", "o0003", "9")]
+    write(store, append={"orders": rows})
+    stored = store.rows("orders", order_by=["order_id"])
+    assert len(stored) == 1200
+    assert stored[3] == order("c", "o0003", "1")
 
 
 def test_replace_entities_replaces_only_that_entity_in_that_table(store: ViewStore) -> None:
