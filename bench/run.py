@@ -127,9 +127,8 @@ def notes(ctx: Context, ran: list[str]) -> list[str]:
                    "or malformed events) against the raw library saving as many events in as many "
                    "transactions.")
     if "e2e_kafka" in ran:
-        from bench.kafka_path import deployed_ingest_processes
-
-        out.append(f"e2e_kafka: {s.e2e} events, {s.kafka_partitions} partitions, {deployed_ingest_processes()} "
+        processes = ctx.shared.get("kafka_e2e_run", {}).get("ingest_processes", "?")
+        out.append(f"e2e_kafka: {s.e2e} events, {s.kafka_partitions} partitions, {processes} "
                    "ingest processes (deploy/compose.yaml's replicas) + relay + project, on the same "
                    f"{os.cpu_count()}-core machine as the broker and PostgreSQL; e2e_kafka_1_ingest: the same "
                    "run with 1 ingest process (the headline until 2026-12-04).")
