@@ -14,6 +14,8 @@ from types import MappingProxyType
 
 import psycopg
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from projections.store import (
     Column,
@@ -556,6 +558,18 @@ def test_order_by_other_types(store: ViewStore) -> None:
     assert ids(store.rows("all_types", where={"at": same_instant})) == ["3"]
     with pytest.raises(ViewStoreError, match="json"):
         store.rows("all_types", order_by=["doc"])
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.datetimes(min_value=dt.datetime(1, 1, 1), timezones=st.just(UTC)),
+       st.datetimes(timezones=st.timezones()))
+def test_sqlite_writes_a_time_as_isoformat_with_microseconds(utc: dt.datetime, elsewhere: dt.datetime) -> None:
+    """The SQLite store's text of a time is isoformat's with microseconds (fixed width, so text
+    order is time order), whether orjson writes it (UTC, nearly every value) or isoformat."""
+    from projections.store.sqlite import utc_text
+
+    for moment in (utc, utc.replace(microsecond=0), elsewhere):
+        assert utc_text(moment) == moment.isoformat(timespec="microseconds")
 
 
 # --- the change value and the factory -----------------------------------------------------
