@@ -220,7 +220,9 @@ class _Fold:
     reveal: Reveal
     progress: Progress = field(init=False)
     transitions: list[Transition] = field(default_factory=list)
-    profile: dict[str, Any] = field(default_factory=dict)
+    # The personal fields revealed, None until the rows ask for them: a later fact may replace
+    # a field again, and revealing each as it came was most of a rebuild's decrypting.
+    profile: dict[str, Any] | None = None
     consent: dict[str, bool] = field(default_factory=dict)
     purchases: dict[str, dict[str, Any]] = field(default_factory=dict)
     refunds: dict[str, Decimal] = field(default_factory=dict)
@@ -250,9 +252,8 @@ class _Fold:
     def _absorb(self, fact: Fact) -> None:
         data = fact.data
         if fact.kind in ("registered", "profile_updated"):
-            given = {k: data[k] for k in PERSONAL_FIELDS if k in data}
-            self.sealed.update(given)
-            self.profile.update({k: self.reveal(self.customer_id, v) for k, v in given.items()})
+            self.sealed.update({k: data[k] for k in PERSONAL_FIELDS if k in data})
+            self.profile = None
         elif fact.kind == "consent_changed":
             self.consent[str(data["purpose"])] = bool(data["granted"])
         elif fact.kind == "qualification":
@@ -279,7 +280,7 @@ class _Fold:
             self.erasure_requested = True
         elif fact.kind == "erased":
             # Whatever was known before the erasure is gone, even where a key survived.
-            self.profile, self.sealed = {}, {}
+            self.profile, self.sealed = None, {}
             self.erased = True
 
     def state(self) -> dict[str, Any]:
@@ -307,7 +308,7 @@ class _Fold:
 
     @classmethod
     def restored(cls, model: StageModel, customer_id: str, state: dict[str, Any], reveal: Reveal) -> _Fold:
-        """The fold ``state()`` was taken of (the personal fields revealed again, now)."""
+        """The fold ``state()`` was taken of (the personal fields revealed again when its rows are asked for)."""
         at = datetime.fromisoformat
         fold = cls(model, customer_id, state["key"], at(state["first_seen_at"]), reveal)
         stage, since, active, days, orders = state["progress"]
@@ -315,7 +316,6 @@ class _Fold:
                                  frozenset(date.fromisoformat(d) for d in days), frozenset(orders))
         fold.transitions = [Transition(a, b, reason, trigger, at(when)) for a, b, reason, trigger, when in state["transitions"]]
         fold.sealed = dict(state["sealed"])
-        fold.profile = {k: reveal(customer_id, v) for k, v in fold.sealed.items()}
         fold.consent = dict(state["consent"])
         fold.purchases = {order: {"occurred_at": at(when), "amount": Decimal(amount), "currency": currency,
                                   "items": items} for order, when, amount, currency, items in state["purchases"]}
@@ -328,6 +328,8 @@ class _Fold:
         return fold
 
     def rows(self, recorded_at: datetime) -> CustomerRows:
+        if self.profile is None:
+            self.profile = {k: self.reveal(self.customer_id, v) for k, v in self.sealed.items()}
         ident = {"customer_id": self.customer_id, "customer_key": self.key}
         purchases = sorted(self.purchases.items(), key=lambda kv: (kv[1]["occurred_at"], kv[0]))
         currency = purchases[0][1]["currency"] if purchases else None

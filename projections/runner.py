@@ -322,8 +322,7 @@ class ProjectionRunner:
     ) -> tuple[int, list[str]]:
         copied, erased = 0, []
         for chunk in _chunks(self.source.histories(last, self.batch_size, start, stop)):
-            events = [event for history in chunk for event in history]
-            self.refresh_keys(_customers_of(events))
+            self.refresh_keys(_customers_in(chunk))
             replace: dict[str, dict[Any, list[dict[str, Any]]]] = defaultdict(dict)
             rejections = []
             for history in chunk:
@@ -337,9 +336,10 @@ class ProjectionRunner:
                     rejections += filter(None, (rejection_row(e, self.reveal) for e in history))
             self.store.write(ViewChange(consumer=self.consumer, position=None, replace_entities=replace,
                                         append={"rejections": rejections}))
-            copied += len(events)
+            events = sum(map(len, chunk))
+            copied += events
             if progress is not None:
-                progress(len(events))
+                progress(events)
         return copied, erased
 
     def finish_rebuild(
@@ -438,6 +438,18 @@ def rejection_row(event: LogEvent, reveal: Reveal = _as_is) -> dict[str, Any] | 
 
 def _scrubbed(row: dict[str, Any]) -> dict[str, Any]:
     return {**row, "raw": "", "raw_base64": ""}
+
+
+def _customers_in(histories: Sequence[list[LogEvent]]) -> list[str]:
+    """``_customers_of`` the events of whole histories: a customer's names it once (asking
+    each of its events was a pass over the log and a list of ids ten times too long)."""
+    ids = []
+    for history in histories:
+        if history[0].aggregate_type == "Customer":
+            ids.append(history[0].aggregate_id)
+        else:
+            ids += _customers_of(history)
+    return ids
 
 
 def _customers_of(events: Sequence[LogEvent]) -> list[str]:
