@@ -10,7 +10,8 @@ per customer.
 ``notifications_after``: the log in id order, as ``select_notifications`` reads it, without a
 UUID and a frozen dataclass per row (a fifth of reading the log for a rebuild).
 ``notifications_by_aggregate``: the log up to a position in the events table's key order, each
-aggregate's history together (a rebuild derives each entity once without holding the log).
+aggregate's history together (a rebuild derives each entity once without holding the log), its
+rows as the store gives them: the caller groups them and shows each id once (``id_as_text``).
 
 Each runs one statement in the recorder's own connection (``_select``, through ``postgres_rows``
 or ``sqlite_rows``, which the inbound ledger reads with too, as with their ``*_for`` many-id forms); a recorder of another kind (in
@@ -98,17 +99,19 @@ def notifications_after(recorder: Any, after: int, limit: int) -> list[tuple[int
             (n.id, str(n.originator_id), n.originator_version, n.topic, n.state)
             for n in recorder.select_notifications(start=after + 1, limit=limit)
         ]
-    return [(r[0], _id_as_text(r[1]), r[2], r[3], bytes(r[4])) for r in rows]
+    return [(r[0], id_as_text(r[1]), r[2], r[3], bytes(r[4])) for r in rows]
 
 
 def notifications_by_aggregate(
     recorder: Any, last: int, after: tuple[str, int] | None, limit: int, below: str | None = None
-) -> list[tuple[int, str, int, str, bytes]] | None:
+) -> list[Sequence[Any]] | None:
     """Up to ``limit`` stored events with a notification id up to ``last``, in the order of the
     events table's key (aggregate id, version), from just after the key ``after`` (aggregate id
     as text, version; None: from the first) and, with ``below``, of aggregates whose id comes
-    before it; as ``notifications_after`` gives them. Each aggregate's history comes together,
-    read along the key's index. None for a recorder of another kind."""
+    before it, as ``(id, stored aggregate id, version, topic, state)``: the id as the store
+    keeps it (``id_as_text`` shows it), the state bytes. Each aggregate's history comes
+    together, read along the key's index. None for a recorder of another kind. (The rows are
+    not made again: a rebuild reads every stored event through here.)"""
     postgres = ("SELECT notification_id, originator_id, originator_version, topic, state FROM {table} "
                 "WHERE notification_id <= %s{after}{below} ORDER BY originator_id, originator_version LIMIT %s")
     sqlite = ("SELECT rowid, originator_id, originator_version, topic, state FROM {table} "
@@ -131,16 +134,7 @@ def notifications_by_aggregate(
     for name, (in_postgres, in_sqlite) in clauses.items():
         postgres = postgres.replace("{" + name + "}", in_postgres)
         sqlite = sqlite.replace("{" + name + "}", in_sqlite)
-    rows = _select(recorder, postgres, sqlite, postgres_params, sqlite_params)
-    if rows is None:
-        return None
-    # In key order an aggregate's rows come together: its id is shown once for all of them.
-    shown, stored_id, text = [], None, ""
-    for r in rows:
-        if r[1] != stored_id:
-            stored_id, text = r[1], _id_as_text(r[1])
-        shown.append((r[0], text, r[2], r[3], bytes(r[4])))
-    return shown
+    return _select(recorder, postgres, sqlite, postgres_params, sqlite_params)
 
 
 def _select(
@@ -210,7 +204,7 @@ def sqlite_rows(recorder: Any, statement: str, params: Sequence[Any]) -> list[Se
         raise StoreError(f"event store failed: {e}") from e
 
 
-def _id_as_text(value: Any) -> str:
+def id_as_text(value: Any) -> str:
     """A stored id as ``str(UUID)`` shows it; SQLite's 32 hex digits without building the UUID."""
     if isinstance(value, str) and len(value) == 32:
         return f"{value[:8]}-{value[8:12]}-{value[12:16]}-{value[16:20]}-{value[20:]}"

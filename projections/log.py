@@ -19,7 +19,12 @@ import orjson
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import resolve_topic
 
-from lifecycle.lookup import notifications_after, notifications_by_aggregate, stored_states_of_many
+from lifecycle.lookup import (
+    id_as_text,
+    notifications_after,
+    notifications_by_aggregate,
+    stored_states_of_many,
+)
 
 _BASE_ATTRIBUTES = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic"})
 
@@ -135,6 +140,8 @@ class EngineLogSource:
         read along: its log is read whole and sorted (it is in memory already)."""
         # Version -1 comes before every stored version: the first page starts at ``start``.
         after, held = None if start is None else (start, -1), []
+        stored_id: Any = None  # the id of the held aggregate as stored, and as shown
+        shown_id = ""
         while True:
             rows = notifications_by_aggregate(self.engine.recorder, last, after, page, below=stop)
             if rows is None:
@@ -146,10 +153,17 @@ class EngineLogSource:
                 return
             if not rows:
                 break
-            events = held + [self._event(*row[1:], row[0]) for row in rows]
-            after = (rows[-1][1], rows[-1][2])
-            groups = list(_grouped(events))
-            held = groups.pop()  # may go on in the next page
+            # In key order an aggregate's rows come together: one pass makes its events, shows
+            # its id once and closes its group where the next aggregate's rows begin.
+            event, groups, group = self._event, [], held
+            for r in rows:
+                if r[1] != stored_id:
+                    if group:
+                        groups.append(group)
+                    stored_id, shown_id, group = r[1], id_as_text(r[1]), []
+                group.append(event(shown_id, r[2], r[3], bytes(r[4]), r[0]))
+            after = (shown_id, rows[-1][2])
+            held = group  # may go on in the next page
             yield from groups
         if held:
             yield held
