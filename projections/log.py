@@ -27,6 +27,8 @@ from lifecycle.lookup import (
 )
 
 _BASE_ATTRIBUTES = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic"})
+_UNSEEN: Any = object()  # a topic not looked at yet (its names may be None: the library decodes it)
+_new_tuple = tuple.__new__
 
 
 class LogEvent(NamedTuple):
@@ -183,27 +185,21 @@ class EngineLogSource:
     def _event(self, aggregate_id: str, version: int, topic: str, state: bytes, position: int) -> LogEvent:
         """The same LogEvent as ``log_event_of(mapper.to_domain_event(stored))``, from the stored
         JSON straight to JSON-able values where it can (building domain objects and converting
-        them back was a third of a rebuild), else the library's way."""
-        event = self._from_json(topic, state, aggregate_id, version, position)
-        if event is None:
-            stored = StoredEvent(UUID(aggregate_id), version, topic, state)
-            event = log_event_of(self.engine.mapper.to_domain_event(stored), position)
-        return event
-
-    def _from_json(self, topic: str, state: bytes, aggregate_id: str, version: int, position: int) -> LogEvent | None:
-        """The LogEvent read from the library's plain JSON; None where only the library can.
-        (Every stored event of a rebuild comes through here: it is written for speed.)"""
-        names = self._names[topic] if topic in self._names else self._names_of(topic)
-        if names is None:
-            return None
-        payload = _plain_json(state)
+        them back was a third of a rebuild), else the library's way. (Every stored event of a
+        rebuild comes through here: it is written for speed, without a call it can spare.)"""
+        names = self._names.get(topic, _UNSEEN)
+        if names is _UNSEEN:
+            names = self._names_of(topic)
+        payload = None if names is None else _plain_json(state)
         if payload is None:
-            return None
+            stored = StoredEvent(UUID(aggregate_id), version, topic, state)
+            return log_event_of(self.engine.mapper.to_domain_event(stored), position)
         recorded_at = datetime.fromisoformat(payload.pop("timestamp"))
         if "originator_topic" in payload:  # a created event's (no other base attribute is stored)
             for name in _BASE_ATTRIBUTES:
                 payload.pop(name, None)
-        return LogEvent(position, names[0], aggregate_id, int(version), names[1], recorded_at, payload)
+        # The tuple made directly: a named tuple's __new__ is a Python function (a frame per event).
+        return _new_tuple(LogEvent, (position, names[0], aggregate_id, int(version), names[1], recorded_at, payload))
 
     def shows_later(self, state: bytes, as_of: datetime | None, known_at: datetime | None) -> bool:
         """True when the stored JSON already shows that the event happened after ``as_of`` or
