@@ -28,8 +28,8 @@ snapshots; ``process_recorder`` picks the one for the application's factory.
 from __future__ import annotations
 
 import sys
-from collections.abc import Collection, Sequence
-from typing import Any
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from eventsourcing.persistence import InfrastructureFactory, IntegrityError, ProcessRecorder
@@ -119,6 +119,25 @@ class MemoryLedgerRecorder(POPOProcessRecorder):
 
 
 WAL_CHECKPOINT_PAGES = 10_000  # pages of 4 KiB
+_PREPARED = "_sqlite_rows"  # insert_events' rows, made before the write lock, to _insert_events
+
+
+class _SQLiteRows(NamedTuple):
+    """A batch's rows as the SQLite tables take them."""
+
+    events: list[tuple[str, int, str, bytes]]
+    ledger: list[tuple[str, str]]
+    snapshots: list[tuple[str, int, bytes]]
+
+    @classmethod
+    def of(cls, stored_events: Sequence[Any], kwargs: Mapping[str, Any]) -> _SQLiteRows:
+        return cls(
+            [(s.originator_id.hex if isinstance(s.originator_id, UUID) else s.originator_id,
+              s.originator_version, s.topic, s.state) for s in stored_events],
+            # Sorted by the hex text, which sorts as the ids' bytes do (_in_id_order's order).
+            sorted([(rid.hex, outcome) for rid, outcome in kwargs.get(ROWS) or ()]),
+            [(i.hex, version, state) for i, version, state in _in_id_order(kwargs.get(SNAPSHOTS) or ())],
+        )
 
 
 class SQLiteLedgerRecorder(SQLiteProcessRecorder):
@@ -144,6 +163,9 @@ class SQLiteLedgerRecorder(SQLiteProcessRecorder):
                       (RECEIPT_TOPIC,))
 
     def insert_events(self, stored_events: Sequence[Any], **kwargs: Any) -> Sequence[int] | None:
+        # The rows are made before the write lock is taken: the other writers wait only for
+        # SQLite's work, not for Python's (making them was ~6% of the time a batch held it).
+        kwargs[_PREPARED] = _SQLiteRows.of(stored_events, kwargs)
         # Our writers take turns without SQLite's busy polling (lifecycle.writers)
         with self.writers:
             return super().insert_events(stored_events, **kwargs)
@@ -151,6 +173,7 @@ class SQLiteLedgerRecorder(SQLiteProcessRecorder):
     def _insert_events(self, c: Any, stored_events: Sequence[Any], **kwargs: Any) -> Sequence[int] | None:
         """0. the log's checkpoints  1. the events, numbered  2. the position  3. the ledger's
         rows  4. the snapshots; the library's datastore commits them together."""
+        rows = kwargs.get(_PREPARED) or _SQLiteRows.of(stored_events, kwargs)
         # 0. Checkpoint the write-ahead log every ~40 MiB, not SQLite's 4 MiB: a batch dirties
         # pages all over the indexes (ids are hashes), so at the default nearly every commit
         # also copied the log back into the database and synced it (a commit took ~40% less
@@ -159,29 +182,24 @@ class SQLiteLedgerRecorder(SQLiteProcessRecorder):
         # 1. One executemany, not the library's execute per event (a tenth of a batch's writing):
         # the batch holds the write lock, so its rows take the next rowids one after another
         # (tests/test_event_store_contract.py: numbered in the order given).
-        if stored_events:
-            c.executemany(self.insert_events_statement, [
-                (s.originator_id.hex if isinstance(s.originator_id, UUID) else s.originator_id,
-                 s.originator_version, s.topic, s.state) for s in stored_events])
+        if rows.events:
+            c.executemany(self.insert_events_statement, rows.events)
             c.execute("SELECT last_insert_rowid()")
             last = c.fetchone()[0]
-            returning: Sequence[int] = list(range(last - len(stored_events) + 1, last + 1))
+            returning: Sequence[int] = list(range(last - len(rows.events) + 1, last + 1))
         else:
             returning = []
         # 2. what the library's process recorder adds
         if (tracking := kwargs.get("tracking")) is not None:
             self._insert_tracking(c, tracking)
         # 3. and 4.
-        if rows := kwargs.get(ROWS):
-            # Sorted by the hex text, which sorts as the ids' bytes do (_in_id_order's order).
-            c.executemany(f"INSERT INTO {self.ledger_table_name} (receipt_id, outcome) VALUES (?, ?)",
-                          sorted([(rid.hex, outcome) for rid, outcome in rows]))
-        if snapshots := kwargs.get(SNAPSHOTS):
+        if rows.ledger:
+            c.executemany(f"INSERT INTO {self.ledger_table_name} (receipt_id, outcome) VALUES (?, ?)", rows.ledger)
+        if rows.snapshots:
             c.executemany(f"INSERT INTO {self.snapshots_table_name} AS s (aggregate_id, version, state) "
                           "VALUES (?, ?, ?) ON CONFLICT (aggregate_id) DO UPDATE "
                           "SET version = excluded.version, state = excluded.state "
-                          "WHERE excluded.version > s.version",
-                          [(i.hex, version, state) for i, version, state in _in_id_order(snapshots)])
+                          "WHERE excluded.version > s.version", rows.snapshots)
         return returning
 
     def snapshots(self, aggregate_ids: Collection[UUID]) -> dict[UUID, tuple[int, bytes]]:
