@@ -334,8 +334,12 @@ class ProjectionRunner:
                         erased.append(key)
                 elif kind == "InboundReceipt":
                     rejections += filter(None, (rejection_row(e, self.reveal) for e in history))
-            self.store.write(ViewChange(consumer=self.consumer, position=None, replace_entities=replace,
-                                        append={"rejections": rejections}))
+            # The tables were created empty for this rebuild and each entity is derived once, in
+            # one part: its rows are appended, not replaced (a DELETE per entity and table, of
+            # nothing, and the check of each row's entity were ~3% of a rebuild).
+            append = {table: [row for rows in by_entity.values() for row in rows] for table, by_entity in replace.items()}
+            append["rejections"] = rejections
+            self.store.write(ViewChange(consumer=self.consumer, position=None, append=append))
             events = sum(map(len, chunk))
             copied += events
             if progress is not None:
