@@ -311,7 +311,8 @@ class _Fold:
 
     @classmethod
     def restored(cls, model: StageModel, customer_id: str, state: dict[str, Any], reveal: Reveal) -> _Fold:
-        """The fold ``state()`` was taken of (the personal fields revealed again when its rows are asked for)."""
+        """The fold ``state()`` was taken of (its personal fields are revealed again when its
+        rows are asked for)."""
         at = datetime.fromisoformat
         fold = cls(model, customer_id, state["key"], at(state["first_seen_at"]), reveal)
         stage, since, active, days, orders = state["progress"]
