@@ -323,13 +323,13 @@ class ProjectionRunner:
         copied, erased = 0, []
         for chunk in _chunks(self.source.histories(last, self.batch_size, start, stop)):
             self.refresh_keys(_customers_in(chunk))
-            replace: dict[str, dict[Any, list[dict[str, Any]]]] = defaultdict(dict)
+            by_table: dict[str, dict[Any, list[dict[str, Any]]]] = defaultdict(dict)  # entity -> rows
             rejections = []
             for history in chunk:
                 kind = history[0].aggregate_type
                 if kind in _ENTITY_TYPES:
                     entity_id = history[0].aggregate_id
-                    self._derive(entity_id, history, replace)
+                    self._derive(entity_id, history, by_table)
                     if (key := _key_if_erased(history, history)) is not None:
                         erased.append(key)
                 elif kind == "InboundReceipt":
@@ -337,7 +337,7 @@ class ProjectionRunner:
             # The tables were created empty for this rebuild and each entity is derived once, in
             # one part: its rows are appended, not replaced (a DELETE per entity and table, of
             # nothing, and the check of each row's entity were ~2% of a rebuild's instructions).
-            append = {table: [row for rows in by_entity.values() for row in rows] for table, by_entity in replace.items()}
+            append = {table: [row for rows in by_entity.values() for row in rows] for table, by_entity in by_table.items()}
             append["rejections"] = rejections
             self.store.write(ViewChange(consumer=self.consumer, position=None, append=append))
             events = sum(map(len, chunk))
