@@ -236,7 +236,7 @@ class _Pool:
         number, self.sent = self.sent, self.sent + 1
         self.places[number] = places
         self.waiting[worker] += 1
-        self._write(worker, ("ingest", number, lines))
+        self._write(worker, ("ingest", number, lines, self.on_batch is not None))
 
     def ask(self, worker: int, task: tuple[Any, ...]) -> None:
         """A task that is not a batch (a part of a rebuild): one per worker."""
@@ -317,11 +317,14 @@ class _Pool:
                 self.summaries.update(rest[0])
                 self.waiting[worker] -= 1
             else:
-                number, result = rest
-                self.totals.add(result)
+                number, answer = rest
                 places = self.places.pop(number)
                 self.waiting[worker] -= 1
-                if self.on_batch is not None:
+                if isinstance(answer, IngestTotals):  # no outcomes were asked for
+                    self.totals.include(answer)
+                else:
+                    result = BatchResult(tuple(map(ItemOutcome._make, answer)))
+                    self.totals.add(result)
                     self.outcomes.update(zip(places, result.outcomes, strict=True))
                     self.hand_on()
             try:
@@ -354,8 +357,9 @@ def _read_results(worker: int, stdout: IO[bytes], results: queue.Queue[tuple[Any
 
 def work(stdin: IO[bytes], stdout: IO[bytes]) -> None:
     """A worker process: the settings (answered ("ready",) once its runtime is open), then tasks
-    until the stop (None): ("ingest", number, lines) answered ("done", number, result);
-    ("rebuild", last, start, stop) answered with ("progress", events) per chunk, then
+    until the stop (None): ("ingest", number, lines, with_outcomes) answered ("done", number,
+    ``_answer_of(result, with_outcomes)``); ("rebuild", last, start, stop) answered with
+    ("progress", events) per chunk, then
     ("rebuilt", events, erased keys); ("summaries", as_of, names) answered ("summaries", tables).
     Any error is answered, not raised: the parent reports it."""
     from lifecycle.runtime import Runtime  # the runtime module imports this one
@@ -378,8 +382,8 @@ def work(stdin: IO[bytes], stdout: IO[bytes]) -> None:
         with fewer_collections():  # one ingest or rebuild, then the worker ends (lifecycle.collection)
             while (task := pickle.load(stdin)) is not None:
                 if task[0] == "ingest":
-                    _, number, lines = task
-                    answer(("done", number, rt.engine.ingest(lines)))
+                    _, number, lines, with_outcomes = task
+                    answer(("done", number, _answer_of(rt.engine.ingest(lines), with_outcomes)))
                 elif task[0] == "summaries":
                     _, as_of, names = task
                     answer(("summaries", compute_summaries(rt.views, rt.engine.model, as_of, names)))
@@ -394,6 +398,18 @@ def work(stdin: IO[bytes], stdout: IO[bytes]) -> None:
         answer(("failed", _described(e)))
     finally:
         rt.close()
+
+
+def _answer_of(result: BatchResult, with_outcomes: bool) -> IngestTotals | list[tuple[Any, ...]]:
+    """A batch's result as a worker sends it: its outcomes as plain tuples (pickled and read back
+    in a third of the time the named tuples took: ~1 ms of the parent's and the worker's CPU per
+    batch of 500), remade by ``ItemOutcome._make``; only its counts when the caller of the ingest
+    asked for no outcomes."""
+    if with_outcomes:
+        return [tuple(outcome) for outcome in result.outcomes]
+    totals = IngestTotals()
+    totals.add(result)
+    return totals
 
 
 def _described(error: BaseException) -> str:

@@ -85,6 +85,26 @@ def test_several_processes_end_as_one_does(kind, tmp_path, request):
     assert many_end == one_end
 
 
+def test_an_ingest_without_outcomes_asked_for_counts_as_one_with_them(tmp_path, request):
+    """Its workers answer with counts only (lifecycle.parallel._answer_of)."""
+    lines = stream()
+    counts = {}
+    for asked in (True, False):
+        rt = Runtime.open(settings("sqlite", tmp_path / str(asked), request, WORKERS))
+        try:
+            outcomes: list[str] = []
+            totals = rt.ingest_lines(lines, (lambda r: outcomes.extend(o.outcome for o in r.outcomes)) if asked else None)
+            counts[asked] = dataclasses.replace(totals, batches=0)
+            if asked:
+                assert [totals.accepted, totals.duplicates, totals.rejected] == [
+                    outcomes.count("accepted"), outcomes.count("duplicate"),
+                    outcomes.count("refused") + outcomes.count("malformed")]
+        finally:
+            rt.close()
+    assert counts[False] == counts[True]
+    assert counts[False].inbound == len(lines) and counts[False].duplicates == 3 and counts[False].rejected >= 6
+
+
 @pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
 def test_one_inbound_event_under_several_subjects_is_accepted_once(kind, tmp_path, request):
     """Its copies go to different processes, which race for it: exactly one is accepted
