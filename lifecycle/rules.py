@@ -62,7 +62,13 @@ class Fact:
     @property
     def sort_key(self) -> tuple[datetime, int, str, str]:
         """Business-time order; ties broken by content, never by arrival."""
-        return (self.occurred_at, _KIND_RANK.get(self.kind, 50), self.source, self.inbound_id)
+        return sort_key_of(self.kind, self.occurred_at, self.source, self.inbound_id)
+
+
+def sort_key_of(kind: str, occurred_at: datetime, source: str, inbound_id: str) -> tuple[datetime, int, str, str]:
+    """``Fact(kind, occurred_at, source, inbound_id, ...).sort_key``, without the fact (the
+    projections sort every customer's facts: one call a fact instead of two)."""
+    return (occurred_at, _KIND_RANK.get(kind, 50), source, inbound_id)
 
 
 # Within one instant, the customer must exist before anything else happens to

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -16,10 +17,11 @@ from typing import Any
 
 from lifecycle.customer import FACT_EVENTS
 from lifecycle.errors import RuleViolation
-from lifecycle.rules import Fact, Progress, Transition, advance, decide
+from lifecycle.rules import Fact, Progress, Transition, advance, decide, sort_key_of
 from lifecycle.stages import StageModel
 from projections.log import LogEvent
 
+SortKey = tuple[datetime, int, str, str]
 _KIND_OF_EVENT = {cls.__name__: kind for kind, cls in FACT_EVENTS.items()}
 PERSONAL_FIELDS = ("name", "email", "phone", "address", "company", "country")
 
@@ -39,25 +41,28 @@ def is_fact(event_name: str) -> bool:
 
 
 def facts_of(events: Sequence[LogEvent]) -> list[Fact]:
-    return [fact for fact, _ in _timed_facts(events)]
+    return [fact for _, fact, _ in _timed_facts(events)]
 
 
-def _timed_facts(events: Sequence[LogEvent]) -> list[tuple[Fact, datetime]]:
-    """The facts among ``events`` in business-time order, each with its event's recorded time
-    (the sort is stable: facts that sort level keep their version order)."""
+def _timed_facts(events: Sequence[LogEvent]) -> list[tuple[SortKey, Fact, datetime]]:
+    """The facts among ``events`` in business-time order, each with its sort key and its event's
+    recorded time (the sort is stable: facts that sort level keep their version order). The key
+    is made once per fact, not by a key function calling the fact's property."""
     timed = []
     for e in events:
         kind = _KIND_OF_EVENT.get(e.name)
         if kind is None:
             continue  # FirstSeen and StageChanged are decisions, re-derived below
         p = e.payload
-        fact = Fact(kind, datetime.fromisoformat(p["occurred_at"]), p["source"], p["inbound_id"], p["data"])
-        timed.append((fact, e.recorded_at))
-    timed.sort(key=lambda pair: pair[0].sort_key)
+        occurred_at, source, inbound_id = datetime.fromisoformat(p["occurred_at"]), p["source"], p["inbound_id"]
+        timed.append((sort_key_of(kind, occurred_at, source, inbound_id),
+                      Fact(kind, occurred_at, source, inbound_id, p["data"]), e.recorded_at))
+    timed.sort(key=_SORT_KEY)
     return timed
 
 
-SortKey = tuple[datetime, int, str, str]
+_SORT_KEY = itemgetter(0)
+
 
 #: A fold is kept (a ``FoldPoint``) after every FOLD_EVERY facts, and beyond 8 x FOLD_EVERY facts
 #: eight times per doubling: a point-in-time answer folds at most about an eighth of a long
@@ -150,7 +155,7 @@ def start_customer(
     if created is None or not timed:
         return CustomerDerivation(CustomerRows([], [], [], [], []), None)
     key = created.payload["key"]
-    fold = _Fold(model, customer_id, key, timed[0][0].occurred_at, reveal)
+    fold = _Fold(model, customer_id, key, timed[0][1].occurred_at, reveal)
     derivation = CustomerDerivation(CustomerRows([], [], [], [], []), fold)
     _take(derivation, fold, timed, keep_points)
     derivation.recorded_at = max(e.recorded_at for e in events)
@@ -159,23 +164,23 @@ def start_customer(
 
 
 def _take(
-    derivation: CustomerDerivation, fold: _Fold, timed: Sequence[tuple[Fact, datetime]], keep_points: bool
+    derivation: CustomerDerivation, fold: _Fold, timed: Sequence[tuple[SortKey, Fact, datetime]], keep_points: bool
 ) -> None:
     """Fold ``timed`` (in business-time order, after what ``derivation`` took), counting them
     and keeping the fold at each fold point passed."""
     n, latest = derivation.facts, derivation.facts_recorded_at
     point = next_fold_point(n) if keep_points else 0  # 0: none (n is at least 1 below)
-    for fact, recorded in timed:
+    for sort_key, fact, recorded in timed:
         fold.take(fact)
         n += 1
         if latest is None or recorded > latest:
             latest = recorded
         if n == point:
-            derivation.points.append(FoldPoint(n, fact.sort_key, latest, fold.state()))
+            derivation.points.append(FoldPoint(n, sort_key, latest, fold.state()))
             point = next_fold_point(n)
     derivation.facts, derivation.facts_recorded_at = n, latest
     if timed:
-        derivation.last = timed[-1][0].sort_key
+        derivation.last = timed[-1][0]
 
 
 def resume_customer(
@@ -203,7 +208,7 @@ def continue_customer(derivation: CustomerDerivation, added: Sequence[LogEvent],
     if fold is None or last is None or any(e.name == "FirstSeen" for e in added):
         return False
     timed = _timed_facts(added)
-    if timed and timed[0][0].sort_key <= last:
+    if timed and timed[0][0] <= last:
         return False
     _take(derivation, fold, timed, keep_points)
     derivation.recorded_at = max([derivation.recorded_at, *(e.recorded_at for e in added)])
