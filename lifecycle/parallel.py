@@ -359,8 +359,8 @@ def work(stdin: IO[bytes], stdout: IO[bytes]) -> None:
     """A worker process: the settings (answered ("ready",) once its runtime is open), then tasks
     until the stop (None): ("ingest", number, lines, with_outcomes) answered ("done", number,
     ``_answer_of(result, with_outcomes)``); ("rebuild", last, start, stop) answered with
-    ("progress", events) per chunk, then
-    ("rebuilt", events, erased keys); ("summaries", as_of, names) answered ("summaries", tables).
+    ("progress", events) per chunk, then ("rebuilt", events, erased keys); ("summaries", as_of,
+    names) answered ("summaries", tables).
     Any error is answered, not raised: the parent reports it."""
     from lifecycle.runtime import Runtime  # the runtime module imports this one
 
@@ -401,10 +401,10 @@ def work(stdin: IO[bytes], stdout: IO[bytes]) -> None:
 
 
 def _answer_of(result: BatchResult, with_outcomes: bool) -> IngestTotals | list[tuple[Any, ...]]:
-    """A batch's result as a worker sends it: its outcomes as plain tuples (pickled and read back
-    in a third of the time the named tuples took: ~1 ms of the parent's and the worker's CPU per
-    batch of 500), remade by ``ItemOutcome._make``; only its counts when the caller of the ingest
-    asked for no outcomes."""
+    """A batch's result as a worker sends it: its outcomes as plain tuples, remade by
+    ``ItemOutcome._make`` (500 of them pickled and read back in 0.4 ms of CPU, against 1.1 ms as
+    named tuples, which pickle through a Python ``__reduce__`` each); only its counts when the
+    caller of the ingest asked for no outcomes."""
     if with_outcomes:
         return [tuple(outcome) for outcome in result.outcomes]
     totals = IngestTotals()

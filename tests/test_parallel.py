@@ -93,7 +93,11 @@ def test_an_ingest_without_outcomes_asked_for_counts_as_one_with_them(tmp_path, 
         rt = Runtime.open(settings("sqlite", tmp_path / str(asked), request, WORKERS))
         try:
             outcomes: list[str] = []
-            totals = rt.ingest_lines(lines, (lambda r: outcomes.extend(o.outcome for o in r.outcomes)) if asked else None)
+
+            def collect(result, into=outcomes):
+                into.extend(o.outcome for o in result.outcomes)
+
+            totals = rt.ingest_lines(lines, collect if asked else None)
             counts[asked] = dataclasses.replace(totals, batches=0)
             if asked:
                 assert [totals.accepted, totals.duplicates, totals.rejected] == [
