@@ -50,6 +50,7 @@ _SQL_TYPES = {
     "json": "TEXT",
 }
 
+
 def utc_text(moment: dt.datetime) -> str:
     """``moment.isoformat(timespec="microseconds")`` of a time normalised to UTC: orjson writes
     the same text for a UTC time (without the fraction when it is zero) in about 0.35 µs
