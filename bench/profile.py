@@ -106,7 +106,7 @@ def _relay(lines: list[bytes]) -> tuple[cProfile.Profile, float]:
                     pass
             return _profiled(relay_all)
         finally:
-            service.producer.close(timeout=10)
+            service.publisher.close()
 
 
 def _embedded(what: str, n: int, lines: list[bytes], after: int = 0) -> tuple[cProfile.Profile, float]:

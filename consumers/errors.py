@@ -1,4 +1,4 @@
-"""Errors of the Kafka adapters: kafka-python's exceptions are translated into these at the edge."""
+"""Errors of the Kafka adapters: the Kafka clients' exceptions are translated into these at the edge."""
 
 
 class ConsumersError(Exception):

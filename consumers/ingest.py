@@ -17,6 +17,7 @@ from kafka.structs import OffsetAndMetadata
 
 from consumers import clients
 from consumers.positions import StoredPositions
+from consumers.publisher import Message, Publisher
 from consumers.service import HealthFile, StopSignal, run_until_stopped
 from lifecycle.engine import LifecycleEngine
 from lifecycle.runtime import Runtime
@@ -34,7 +35,7 @@ class IngestService:
         self.settings = rt.settings
         self.log = log.bind(service="ingest")
         self.consumer = clients.consumer(self.settings, f"{self.settings.group_prefix}-ingest")
-        self.producer = clients.producer(self.settings, "lifecycle-ingest-dlq")
+        self.dead_letters = Publisher(self.settings.kafka_bootstrap, "lifecycle-ingest-dlq")
         self.positions = StoredPositions(self.consumer, self.stored_position, self.log)
 
     def stored_position(self, tp: TopicPartition) -> int:
@@ -49,7 +50,7 @@ class IngestService:
         finally:
             # Leave the group at once so the partitions move without waiting for a timeout.
             self.consumer.close()
-            self.producer.close(timeout=10)
+            self.dead_letters.close()
 
     def poll_once(self) -> None:
         for tp, records in self.positions.poll(timeout_ms=1000).items():
@@ -67,29 +68,22 @@ class IngestService:
             return  # a redelivery of what the database already holds
         parsed = [parse(bytes(r.value or b"")) for r in records]
         # 1. dead letters first: after a crash they are sent again, never lost
-        sent = []
-        for record, item in zip(records, parsed, strict=True):
-            if isinstance(item, Rejection):
-                sent.append(self.producer.send(
-                    self.settings.topic_rejected, key=record.key, value=item.raw,
-                    headers=[
-                        ("reason", item.reason.encode()),
-                        ("source_topic", tp.topic.encode()),
-                        ("source_partition", str(tp.partition).encode()),
-                        ("source_offset", str(record.offset).encode()),
-                    ],
-                ))
-        if sent:
-            # Send now: the producer's linger (20 ms, for the relay's pages) would otherwise hold
-            # every batch with a dead letter that long (a tenth of ingest's time on the Kafka path).
-            self.producer.flush(timeout=60)
-        for future in sent:
-            future.get(timeout=0)  # raises if the broker did not acknowledge
+        dead: list[Message] = [
+            (record.key, item.raw, [
+                ("reason", item.reason.encode()),
+                ("source_topic", tp.topic.encode()),
+                ("source_partition", str(tp.partition).encode()),
+                ("source_offset", str(record.offset).encode()),
+            ])
+            for record, item in zip(records, parsed, strict=True) if isinstance(item, Rejection)
+        ]
+        if dead:  # sent at once, not after a linger; raises if the broker did not acknowledge
+            self.dead_letters.publish(self.settings.topic_rejected, dead)
         # 2. one transaction
         result = self.engine.ingest_parsed(parsed, tracking=Tracking(name, next_offset), position_checked=True)
         # 3. monitoring only: not waited for (a failed commit is made good by the next one)
         self.consumer.commit_async({tp: OffsetAndMetadata(next_offset, "", -1)})
         self.log.info(
             "batch_applied", partition=tp.partition, next_offset=next_offset, accepted=result.accepted,
-            duplicates=result.duplicates, rejected=result.rejected, dead_lettered=len(sent),
+            duplicates=result.duplicates, rejected=result.rejected, dead_lettered=len(dead),
         )

@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from consumers import clients
 from consumers.outbound import to_message
+from consumers.publisher import Publisher
 from consumers.service import HealthFile, StopSignal, run_until_stopped
 from lifecycle import ids
 from lifecycle.lookup import notifications_after
@@ -30,7 +30,7 @@ class RelayService:
         self.rt = rt
         self.settings = rt.settings
         self.log = log.bind(service="relay")
-        self.producer = clients.producer(self.settings, "lifecycle-relay")
+        self.publisher = Publisher(self.settings.kafka_bootstrap, "lifecycle-relay")
         self.consumer_name = f"relay:{self.settings.topic_events}"
         self._deal_customers: dict[str, str] = {}
         self.source = EngineLogSource(rt.engine)
@@ -44,7 +44,7 @@ class RelayService:
             # After a database failure the stored position has not moved: the page is sent again.
             run_until_stopped(stop, health, self.log, step)
         finally:
-            self.producer.close(timeout=10)
+            self.publisher.close()
 
     def relay_once(self) -> int:
         """1. read notifications after the stored position
@@ -60,14 +60,8 @@ class RelayService:
             self.rt.sealer.seal()  # idle: nothing is left unsealed
             return 0
         events = self.source.events_of(rows)
-        # 2. send and wait
-        futures = []
-        for event in events:
-            key, value, headers = to_message(event, self.key_of(event))
-            futures.append(self.producer.send(self.settings.topic_events, key=key, value=value, headers=headers))
-        self.producer.flush(timeout=60)
-        for future in futures:
-            future.get(timeout=0)  # raises if the broker did not acknowledge: position not recorded
+        # 2. send and wait (raises if the broker did not acknowledge: position not recorded)
+        self.publisher.publish(self.settings.topic_events, (to_message(e, self.key_of(e)) for e in events))
         # 3. record
         last = events[-1].position
         self.rt.views.write(ViewChange(consumer=self.consumer_name, position=last))
