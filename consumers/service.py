@@ -42,7 +42,8 @@ def configure_logging(fmt: str | None = None) -> structlog.stdlib.BoundLogger:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
-    # kafka-python logs through the standard library: keep its warnings, not its chatter.
+    # The Kafka clients log through the standard library (librdkafka as `librdkafka`): keep their
+    # warnings, not their chatter.
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     return structlog.get_logger()
 

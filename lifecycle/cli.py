@@ -388,7 +388,10 @@ def run_service(
         log.info("service_started", service=service, store=rt.settings.describe_store(),
                  bootstrap=rt.settings.kafka_bootstrap)
         with fewer_collections(older=SERVICE_OLDER):  # batch after batch of short-lived objects
-            cls(rt, log).run(stop, HealthFile(health_file))
+            try:
+                cls(rt, log).run(stop, HealthFile(health_file))
+            except ConsumersError as e:  # the broker did not acknowledge: the orchestrator restarts us
+                fail(str(e))
         log.info("service_stopped", service=service)
 
 
