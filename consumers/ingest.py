@@ -12,10 +12,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from eventsourcing.persistence import Tracking
-from kafka import TopicPartition
-from kafka.structs import OffsetAndMetadata
 
 from consumers import clients
+from consumers.clients import Partition
 from consumers.positions import StoredPositions
 from consumers.publisher import Message, Publisher
 from consumers.service import HealthFile, StopSignal, run_until_stopped
@@ -38,11 +37,11 @@ class IngestService:
         self.dead_letters = Publisher(self.settings.kafka_bootstrap, "lifecycle-ingest-dlq")
         self.positions = StoredPositions(self.consumer, self.stored_position, self.log)
 
-    def stored_position(self, tp: TopicPartition) -> int:
+    def stored_position(self, tp: Partition) -> int:
         return self.engine.recorder.max_tracking_id(tracking_name(tp.topic, tp.partition)) or 0
 
     def run(self, stop: StopSignal, health: HealthFile) -> None:
-        self.consumer.subscribe([self.settings.topic_inbound], listener=self.positions)
+        self.positions.subscribe(self.settings.topic_inbound)
         try:
             # After a database failure, what was fetched but not stored is fetched again.
             run_until_stopped(stop, health, self.log, self.poll_once,
@@ -57,7 +56,7 @@ class IngestService:
             for start in range(0, len(records), self.settings.batch_size):
                 self.apply(tp, records[start:start + self.settings.batch_size])
 
-    def apply(self, tp: TopicPartition, records: Sequence[Any]) -> None:
+    def apply(self, tp: Partition, records: Sequence[Any]) -> None:
         """1. publish malformed events to the dead-letter topic (at least once, before the commit)
         2. apply the batch and store the next offset in ONE database transaction
         3. commit the offset to Kafka too, for lag monitoring only
@@ -82,7 +81,7 @@ class IngestService:
         # 2. one transaction
         result = self.engine.ingest_parsed(parsed, tracking=Tracking(name, next_offset), position_checked=True)
         # 3. monitoring only: not waited for (a failed commit is made good by the next one)
-        self.consumer.commit_async({tp: OffsetAndMetadata(next_offset, "", -1)})
+        self.consumer.commit_async({tp: next_offset})
         self.log.info(
             "batch_applied", partition=tp.partition, next_offset=next_offset, accepted=result.accepted,
             duplicates=result.duplicates, rejected=result.rejected, dead_lettered=len(dead),

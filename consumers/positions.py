@@ -6,21 +6,20 @@ made of the records; Kafka's committed offsets are only for watching lag.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
-
+from consumers.clients import GroupConsumer, Partition, Record
 from consumers.service import DATABASE_ERRORS
 
 
-class StoredPositions(ConsumerRebalanceListener):
-    """Seeks every assigned partition to its stored position, on assignment and after a failure."""
+class StoredPositions:
+    """Starts every assigned partition at its stored position, on assignment and after a failure."""
 
     def __init__(
         self,
-        consumer: KafkaConsumer,
-        stored_position: Callable[[TopicPartition], int],
+        consumer: GroupConsumer,
+        stored_position: Callable[[Partition], int],
         log: Any,
     ) -> None:
         self.consumer = consumer
@@ -28,31 +27,35 @@ class StoredPositions(ConsumerRebalanceListener):
         self.log = log
         self.must_seek = False
 
-    def poll(self, timeout_ms: int) -> dict[TopicPartition, list[Any]]:
+    def subscribe(self, topic: str) -> None:
+        self.consumer.subscribe(topic, self.on_partitions_assigned, self.on_partitions_revoked)
+
+    def poll(self, timeout_ms: int) -> dict[Partition, list[Record]]:
         """Records to apply: none while the stored positions could not be read."""
         if self.must_seek:
             self.seek()
         polled = self.consumer.poll(timeout_ms=timeout_ms)
-        return {} if self.must_seek else polled  # a rebalance inside poll could not seek
+        return {} if self.must_seek else polled  # an assignment inside poll could not read them
 
     def seek_later(self) -> None:
         """Seek before the next records are applied (what was fetched may not have been stored)."""
         self.must_seek = True
 
     def seek(self) -> None:
-        for tp in self.consumer.assignment():
-            self.consumer.seek(tp, self.stored_position(tp))
+        self.consumer.seek({p: self.stored_position(p) for p in self.consumer.assignment()})
         self.must_seek = False
 
-    def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
-        self.log.info("partitions_revoked", partitions=sorted(tp.partition for tp in revoked))
+    def on_partitions_revoked(self, revoked: list[Partition]) -> None:
+        self.log.info("partitions_revoked", partitions=sorted(p.partition for p in revoked))
 
-    def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+    def on_partitions_assigned(self, assigned: list[Partition]) -> Mapping[Partition, int] | None:
         # An exception here would fail the poll: if the database cannot say where to start,
         # nothing is applied until a later poll has sought to the stored positions.
-        self.must_seek = True
+        offsets = None
         try:
-            self.seek()
+            offsets = {p: self.stored_position(p) for p in assigned}
         except DATABASE_ERRORS as e:
             self.log.warning("positions_unreadable", error=" ".join(str(e).split()))
-        self.log.info("partitions_assigned", partitions=sorted(tp.partition for tp in assigned))
+        self.must_seek = offsets is None
+        self.log.info("partitions_assigned", partitions=sorted(p.partition for p in assigned))
+        return offsets

@@ -11,10 +11,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from kafka import TopicPartition
-from kafka.structs import OffsetAndMetadata
-
 from consumers import clients
+from consumers.clients import Partition
 from consumers.outbound import from_message
 from consumers.positions import StoredPositions
 from consumers.service import HealthFile, StopSignal, run_until_stopped
@@ -46,11 +44,11 @@ class ProjectService:
         # its cached histories when a stored position is not the one it last wrote itself.
         self.positions = StoredPositions(self.consumer, self.stored_position, self.log)
 
-    def stored_position(self, tp: TopicPartition) -> int:
+    def stored_position(self, tp: Partition) -> int:
         return self.rt.views.position(position_name(tp.topic, tp.partition)) or 0
 
     def run(self, stop: StopSignal, health: HealthFile) -> None:
-        self.consumer.subscribe([self.settings.topic_events], listener=self.positions)
+        self.positions.subscribe(self.settings.topic_events)
         try:
             # After a database failure, what was fetched but not written is fetched again (a
             # failed write also cleared the runner's cached histories).
@@ -67,7 +65,7 @@ class ProjectService:
             self.rt.runner.refresh_summaries()
             self._dirty, self._last_refresh = False, time.monotonic()
 
-    def apply(self, tp: TopicPartition, records: Sequence[Any]) -> None:
+    def apply(self, tp: Partition, records: Sequence[Any]) -> None:
         """1. decode (position = offset + 1)  2. views + position in one transaction  3. Kafka commit (lag only)"""
         name = position_name(tp.topic, tp.partition)
         stored = self.rt.views.position(name) or 0
@@ -80,5 +78,5 @@ class ProjectService:
         self.rt.runner.apply(events, expected_position=stored or None, consumer=name)
         self._dirty = True
         # 3. monitoring only: not waited for (a failed commit is made good by the next one)
-        self.consumer.commit_async({tp: OffsetAndMetadata(events[-1].position, "", -1)})
+        self.consumer.commit_async({tp: events[-1].position})
         self.log.info("batch_projected", partition=tp.partition, next_offset=events[-1].position, count=len(events))

@@ -2,9 +2,8 @@
 
 kafka-python's producer spends ~13 µs of CPU per record in Python (its checks, partitioner and
 record accumulator, and a future per record), most of the relay's CPU; librdkafka does the same
-work in C for ~2 µs (bench/PROFILE.md, "Session of 2026-12-04 (Intel, once more)"). The consumers
-stay on kafka-python: their consumer-group protocol against the development broker is what the
-services, their tests and the chaos run have proven.
+work in C for ~2 µs (bench/PROFILE.md, "Session of 2026-12-04 (Intel, once more)"). The
+consumers are librdkafka's too (``consumers.clients``); kafka-python only creates the topics.
 """
 
 from __future__ import annotations
