@@ -117,9 +117,13 @@ class GroupConsumer:
         return polled
 
     def commit_async(self, offsets: Mapping[Partition, int]) -> None:
-        """Kafka's committed offsets, for watching lag only: not waited for."""
-        self._consumer.commit(offsets=[TopicPartition(p.topic, p.partition, o) for p, o in offsets.items()],
-                              asynchronous=True)
+        """Kafka's committed offsets, for watching lag only: not waited for, and a commit refused
+        (a partition taken away meanwhile, a group rebalancing) is only logged."""
+        try:
+            self._consumer.commit(offsets=[TopicPartition(p.topic, p.partition, o) for p, o in offsets.items()],
+                                  asynchronous=True)
+        except KafkaException as e:
+            self.log.warning("offset commit refused (lag monitoring only): %s", e)
 
     def close(self) -> None:
         """Leaves the group at once, so the partitions move without waiting for a timeout."""
