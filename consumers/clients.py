@@ -129,7 +129,3 @@ class GroupConsumer:
         """Leaves the group at once, so the partitions move without waiting for a timeout."""
         self._consumer.close()
 
-
-def consumer(settings: Settings, group_id: str, poll_batches: int = POLL_BATCHES, **tuning: int) -> GroupConsumer:
-    """A consumer that commits nothing by itself; ``tuning``: fetch_min_bytes, fetch_max_wait_ms."""
-    return GroupConsumer(settings, group_id, poll_batches, **tuning)

@@ -13,8 +13,7 @@ from typing import Any
 
 from eventsourcing.persistence import Tracking
 
-from consumers import clients
-from consumers.clients import Partition
+from consumers.clients import GroupConsumer, Partition
 from consumers.positions import StoredPositions
 from consumers.publisher import Message, Publisher
 from consumers.service import HealthFile, StopSignal, run_until_stopped
@@ -33,7 +32,7 @@ class IngestService:
         self.engine: LifecycleEngine = rt.engine
         self.settings = rt.settings
         self.log = log.bind(service="ingest")
-        self.consumer = clients.consumer(self.settings, f"{self.settings.group_prefix}-ingest")
+        self.consumer = GroupConsumer(self.settings, f"{self.settings.group_prefix}-ingest")
         self.dead_letters = Publisher(self.settings.kafka_bootstrap, "lifecycle-ingest-dlq")
         self.positions = StoredPositions(self.consumer, self.stored_position, self.log)
 

@@ -11,8 +11,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from consumers import clients
-from consumers.clients import Partition
+from consumers.clients import GroupConsumer, Partition
 from consumers.outbound import from_message
 from consumers.positions import StoredPositions
 from consumers.service import HealthFile, StopSignal, run_until_stopped
@@ -34,7 +33,7 @@ class ProjectService:
         # whole history, so a step costs by its customers more than by its events (110k events
         # through the runner: 30 s in steps of 500, 21 s in 2,000, 12 s in 10,000). A poll may
         # return 20 batches, and the broker waits up to 300 ms to gather half a MiB.
-        self.consumer = clients.consumer(
+        self.consumer = GroupConsumer(
             self.settings, f"{self.settings.group_prefix}-project", poll_batches=20,
             fetch_min_bytes=512 * 1024, fetch_max_wait_ms=300,
         )
