@@ -182,14 +182,14 @@ def ingest_postgres(ctx: Context) -> tuple[dict[str, float], dict[str, Any]]:
     return figures, details
 
 
-def raw_postgres_rate(ctx: Context, n: int) -> float:
-    """The raw library on PostgreSQL, N events in batches of 500 (for e2e_kafka when
-    ingest_postgres did not run in this invocation)."""
+def raw_postgres_runs(ctx: Context, n: int, times: int) -> list[RawRun]:
+    """The raw library on PostgreSQL, N events in batches of 500, ``times`` times, each on a
+    fresh database (e2e_kafka's baseline, measured next to the path)."""
     from bench.common import fresh_database
 
     keys = subjects_of(inbound_lines(n))
     runs = []
-    for _ in range(2):
+    for _ in range(times):
         with scratch(ctx.workdir, "raw-pg") as d, fresh_database(ctx) as url:
             runs.append(raw_save(event_store_env(url, d), keys, n, math.ceil(n / ctx.sizes.batch)))
-    return mean_rate(runs)
+    return runs
