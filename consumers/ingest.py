@@ -27,6 +27,10 @@ def tracking_name(topic: str, partition: int) -> str:
 
 
 class IngestService:
+    # Ingest writes the events and the keys, which nothing can redo once the relay has sent
+    # them: every commit waits for the disk.
+    VIEWS_SYNCHRONOUS_COMMIT = True
+
     def __init__(self, rt: Runtime, log: Any) -> None:
         self.rt = rt
         self.engine: LifecycleEngine = rt.engine

@@ -25,6 +25,10 @@ def position_name(topic: str, partition: int) -> str:
 
 
 class ProjectService:
+    # Its view-store writes (views, rejections, summaries and each partition's position, in one
+    # transaction) are redone after a lost commit, from the older position in Kafka.
+    VIEWS_SYNCHRONOUS_COMMIT = False
+
     def __init__(self, rt: Runtime, log: Any) -> None:
         self.rt = rt
         self.settings = rt.settings

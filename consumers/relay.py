@@ -26,6 +26,10 @@ PAGE = 5000  # notifications per round: one read, one flush, one position write
 
 
 class RelayService:
+    # Its view-store writes (its position, the seals) are redone after a lost commit: the page
+    # is sent and sealed again from the older position, and the seals come out the same.
+    VIEWS_SYNCHRONOUS_COMMIT = False
+
     def __init__(self, rt: Runtime, log: Any) -> None:
         self.rt = rt
         self.settings = rt.settings

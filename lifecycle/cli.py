@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import partial
 from pathlib import Path
 from typing import Annotated, BinaryIO, NoReturn
 
@@ -373,7 +374,10 @@ def run_service(
         fail(f"unknown service {service!r}: choose ingest, relay or project")
     log = configure_logging()
     stop = StopSignal().install()
-    with runtime(lambda: open_when_available(stop, log, Runtime.open)) as rt:
+    module, _, name = services[service].partition(":")
+    cls = getattr(importlib.import_module(module), name)
+    open_runtime = partial(Runtime.open, views_synchronous_commit=cls.VIEWS_SYNCHRONOUS_COMMIT)
+    with runtime(lambda: open_when_available(stop, log, open_runtime)) as rt:
         if rt.settings.kafka_bootstrap is None:
             fail("LIFECYCLE_KAFKA_BOOTSTRAP is not set: the services need a Kafka broker (host:port)")
         from consumers.errors import ConsumersError
@@ -383,8 +387,6 @@ def run_service(
             ensure_topics(rt.settings.kafka_bootstrap, rt.settings)
         except ConsumersError as e:
             fail(str(e))
-        module, _, name = services[service].partition(":")
-        cls = getattr(importlib.import_module(module), name)
         log.info("service_started", service=service, store=rt.settings.describe_store(),
                  bootstrap=rt.settings.kafka_bootstrap)
         with fewer_collections(older=SERVICE_OLDER):  # batch after batch of short-lived objects

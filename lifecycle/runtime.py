@@ -40,7 +40,9 @@ class Runtime:
     sealer: Sealer
 
     @classmethod
-    def open(cls, settings: Settings | None = None) -> Runtime:
+    def open(cls, settings: Settings | None = None, *, views_synchronous_commit: bool = True) -> Runtime:
+        """``views_synchronous_commit=False``: only for a process whose view-store writes are all
+        redone from a log after a lost commit (``PostgresViewStore``)."""
         settings = settings or Settings.from_env()
         model = load_stage_model(settings.stage_model_path)
         try:
@@ -58,7 +60,8 @@ class Runtime:
             on_failure.callback(engine.close)
             keyring = engine.keyring = KeyRing(open_key_store(settings.database_url, settings.data_dir))
             on_failure.callback(keyring.store.close)
-            views = open_view_store(settings.database_url, settings.data_dir)
+            views = open_view_store(settings.database_url, settings.data_dir,
+                                    synchronous_commit=views_synchronous_commit)
             on_failure.callback(views.close)
             runner = ProjectionRunner(EngineLogSource(engine), views, model, reveal=keyring.reveal,
                                       refresh_keys=keyring.refresh, cache_size=settings.cache_customers)

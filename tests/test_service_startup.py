@@ -55,3 +55,29 @@ def test_a_configuration_error_is_not_retried() -> None:
     with pytest.raises(ConfigError):
         open_when_available(NoWait(), Log(), opener)
     assert opener.calls == 1
+
+
+@pytest.mark.parametrize(("service", "synchronous"), [("ingest", True), ("relay", False), ("project", False)])
+def test_only_the_services_that_redo_their_view_writes_commit_them_asynchronously(
+    service: str, synchronous: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    import consumers.service
+    from lifecycle.cli import app
+    from lifecycle.runtime import Runtime
+
+    asked: list[bool] = []
+
+    def opened(settings: object = None, *, views_synchronous_commit: bool = True) -> None:
+        asked.append(views_synchronous_commit)
+        raise ConfigError("no database here")
+
+    monkeypatch.setattr(Runtime, "open", opened)
+    # Neither the process's logging (bound to the runner's stream, closed afterwards) nor its
+    # signal handlers may outlive the test.
+    monkeypatch.setattr(consumers.service, "configure_logging", Log)
+    monkeypatch.setattr(StopSignal, "install", lambda self: self)
+    done = CliRunner().invoke(app, ["run", service])
+    assert done.exit_code == 2 and "no database here" in done.output
+    assert asked == [synchronous]

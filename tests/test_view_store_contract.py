@@ -657,6 +657,30 @@ def test_postgres_schemas_and_comments(postgres_url: str) -> None:
 
 
 @pytest.mark.integration
+def test_postgres_commits_without_waiting_for_the_disk_only_when_asked_and_after_reconnecting(
+    postgres_url: str,
+) -> None:
+    def setting(store: PostgresViewStore) -> str:
+        return store._connection().execute("SHOW synchronous_commit").fetchone()[0]
+
+    durable, relaxed = PostgresViewStore(postgres_url), PostgresViewStore(postgres_url, synchronous_commit=False)
+    try:
+        durable.write(ViewChange("c", position=1))
+        relaxed.write(ViewChange("c", position=2))
+        assert (setting(durable), setting(relaxed)) == ("on", "off")
+        # The server drops the connection (a restart, a failover): the next one asks again.
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (relaxed._connection().info.backend_pid,))
+        with pytest.raises(ViewStoreError):
+            relaxed.write(ViewChange("c", position=3))
+        relaxed.write(ViewChange("c", position=3))
+        assert setting(relaxed) == "off" and durable.position("c") == 3
+    finally:
+        durable.close()
+        relaxed.close()
+
+
+@pytest.mark.integration
 def test_postgres_position_is_stored_in_the_internal_schema(postgres_url: str) -> None:
     store = PostgresViewStore(postgres_url)
     store.write(ViewChange("projections", position=42))

@@ -56,8 +56,10 @@ def views_path_for(event_store_path: Path) -> Path:
     return event_store_path.with_name(f"{event_store_path.stem}.views.sqlite")
 
 
-def open_view_store(url: str | None, data_dir: Path) -> ViewStore:
+def open_view_store(url: str | None, data_dir: Path, *, synchronous_commit: bool = True) -> ViewStore:
     """The view store for the configured database URL (``LIFECYCLE_DATABASE_URL``).
+    ``synchronous_commit=False`` is PostgresViewStore's (see there); the embedded stores, which
+    serve one process, ignore it.
 
     - ``postgresql://...`` or ``postgres://...``: PostgresViewStore on that database;
     - ``sqlite:///path`` (the event store's file; relative, or ``sqlite:////abs/path`` as
@@ -72,7 +74,7 @@ def open_view_store(url: str | None, data_dir: Path) -> ViewStore:
     if parts.scheme in ("postgresql", "postgres"):
         from projections.store.postgres import PostgresViewStore
 
-        return PostgresViewStore(url)
+        return PostgresViewStore(url, synchronous_commit=synchronous_commit)
     if url == "memory://":
         return InMemoryViewStore()
     if parts.scheme == "sqlite":

@@ -118,13 +118,25 @@ class PostgresViewStore:
         internal_schema: str = "lifecycle_internal",
         *,
         connect_timeout: int = 10,
+        synchronous_commit: bool = True,
     ) -> None:
-        """1. connect; 2. create the schemas if missing; 3. create the positions table."""
+        """1. connect; 2. create the schemas if missing; 3. create the positions table.
+
+        ``synchronous_commit=False``: a write returns once committed, without waiting for
+        PostgreSQL to flush it to disk (``SET synchronous_commit = off`` on the writing
+        connection). Consistency is unchanged: a transaction and the position it stores are
+        still all or nothing. A crash of the server can lose the last commits (up to three times
+        ``wal_writer_delay``, 0.6 s by default), positions with them, so only a writer that
+        derives everything it writes from a log it can read again from its stored position may
+        ask for it: the relay and ``project`` do (``consumers``), and redo the lost steps. The
+        key store and ingest never do. Each flush per commit cost the Kafka path ~10% of its CPU
+        (``bench/PROFILE.md``, 2026-12-05)."""
         self.schema = check_identifier(schema, "schema")
         self.internal_schema = check_identifier(internal_schema, "schema")
         self._url = url
         self._where = _describe(url)
         self._connect_timeout = connect_timeout
+        self._synchronous_commit = synchronous_commit
         self._lock = threading.RLock()
         self._tables: dict[str, Table] = {}
         self._conn: psycopg.Connection[Any] | None = None
@@ -439,6 +451,8 @@ class PostgresViewStore:
             )
             # Timestamps come back in UTC, and now() is stored as such.
             conn.execute("SET TIME ZONE 'UTC'")
+            if not self._synchronous_commit:  # see __init__; set again on every reconnection
+                conn.execute("SET synchronous_commit = off")
             self._conn = conn
         return self._conn
 
