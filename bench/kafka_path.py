@@ -230,10 +230,10 @@ def _run(ctx: Context, lines: list[bytes], keys: list[str], ingest_processes: in
 def e2e_kafka(ctx: Context) -> tuple[dict[str, float], dict[str, Any]]:
     """The raw baseline and the path alternate, B P B P B (as ``ingest_*`` alternate theirs): the
     figure is the two paths' events over their seconds against the three baselines'. The raw
-    save waits on a commit per batch, and this machine's commits slowed and sped up by a quarter
-    within a minute, while the path is CPU-bound: ``ingest_postgres``'s baseline, measured a
-    minute or more earlier, moved the figure as much as the code did. It stays in the details,
-    with the figure against it, for comparison."""
+    save (a commit per batch) moved by a quarter within a minute on the AMD machine, while the
+    CPU-bound path moved ±5%: ``ingest_postgres``'s baseline, measured a minute or more earlier,
+    moved the figure as much as the code did. It stays in the details, with the figure against
+    it, for comparison."""
     from bench.ingest import raw_postgres_runs
 
     n = ctx.sizes.e2e

@@ -27,8 +27,9 @@ def tracking_name(topic: str, partition: int) -> str:
 
 
 class IngestService:
-    # Ingest writes the events and the keys, which nothing can redo once the relay has sent
-    # them: every commit waits for the disk.
+    # Nothing ingest writes is redone from a log (it writes the log: the events, in the event
+    # store, and the keys, in the key store, both always waiting for the disk): its view store
+    # waits for the disk too.
     VIEWS_SYNCHRONOUS_COMMIT = True
 
     def __init__(self, rt: Runtime, log: Any) -> None:

@@ -129,8 +129,8 @@ class PostgresViewStore:
         ``wal_writer_delay``, 0.6 s by default), positions with them, so only a writer that
         derives everything it writes from a log it can read again from its stored position may
         ask for it: the relay and ``project`` do (``consumers``), and redo the lost steps. The
-        key store and ingest never do. Each flush per commit cost the Kafka path ~10% of its CPU
-        (``bench/PROFILE.md``, 2026-12-05)."""
+        key store and ingest never do. Waiting for a flush at every commit cost the Kafka path ~4%
+        of its time (``bench/PROFILE.md``, 2026-12-05)."""
         self.schema = check_identifier(schema, "schema")
         self.internal_schema = check_identifier(internal_schema, "schema")
         self._url = url
