@@ -182,14 +182,12 @@ def ingest_postgres(ctx: Context) -> tuple[dict[str, float], dict[str, Any]]:
     return figures, details
 
 
-def raw_postgres_runs(ctx: Context, n: int, times: int) -> list[RawRun]:
-    """The raw library on PostgreSQL, N events in batches of 500, ``times`` times, each on a
-    fresh database (e2e_kafka's baseline, measured next to the path)."""
+def raw_postgres_run(ctx: Context, keys: list[str]) -> RawRun:
+    """The raw library on PostgreSQL saving one event per key (the customer keys of the inbound
+    lines), in batches of 500, on a fresh database (e2e_kafka's baseline, measured next to the
+    path)."""
     from bench.common import fresh_database
 
-    keys = subjects_of(inbound_lines(n))
-    runs = []
-    for _ in range(times):
-        with scratch(ctx.workdir, "raw-pg") as d, fresh_database(ctx) as url:
-            runs.append(raw_save(event_store_env(url, d), keys, n, math.ceil(n / ctx.sizes.batch)))
-    return runs
+    n = len(keys)
+    with scratch(ctx.workdir, "raw-pg") as d, fresh_database(ctx) as url:
+        return raw_save(event_store_env(url, d), keys, n, math.ceil(n / ctx.sizes.batch))

@@ -234,7 +234,7 @@ def e2e_kafka(ctx: Context) -> tuple[dict[str, float], dict[str, Any]]:
     CPU-bound path moved ±5%: ``ingest_postgres``'s baseline, measured a minute or more earlier,
     moved the figure as much as the code did. It stays in the details, with the figure against
     it, for comparison."""
-    from bench.ingest import raw_postgres_runs
+    from bench.ingest import raw_postgres_run
 
     n = ctx.sizes.e2e
     lines = inbound_lines(n)
@@ -243,10 +243,10 @@ def e2e_kafka(ctx: Context) -> tuple[dict[str, float], dict[str, Any]]:
     bracket, paths = [], []
     for attempt in range(2):
         ctx.log(f"e2e_kafka: raw PostgreSQL baseline ({n} events)")
-        bracket += raw_postgres_runs(ctx, n, 1)
+        bracket.append(raw_postgres_run(ctx, keys))
         paths.append(_run(ctx, lines, keys, deployed, full_path=True, label=f"e2e_kafka_{attempt + 1}"))
     ctx.log("e2e_kafka: raw PostgreSQL baseline, last")
-    bracket += raw_postgres_runs(ctx, n, 1)
+    bracket.append(raw_postgres_run(ctx, keys))
     baseline = mean_rate(bracket)
     complete = all(p["seconds"] for p in paths)
     per_s = len(paths) * n / sum(p["seconds"] for p in paths) if complete else None
