@@ -34,7 +34,8 @@ The parent of an ingest (``ingest_in_parallel``):
    duplicates)
 
 A rebuild (``rebuild_in_parallel``) gives each worker one range of the id space and waits for
-their counts and erased customers; ``ProjectionRunner`` does the steps before and after.
+their counts, erased customers and summary sums (``RebuiltPart``); ``ProjectionRunner`` does the
+steps before and after.
 """
 
 from __future__ import annotations
@@ -44,10 +45,10 @@ import queue
 import re
 import threading
 import zlib
-from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, date, datetime
+from collections.abc import Callable, Iterable
+from datetime import date
 from itertools import chain, islice
-from typing import IO, Any, NamedTuple
+from typing import IO, Any
 from uuid import UUID
 
 from lifecycle.batch import BatchResult, IngestTotals, ItemOutcome
@@ -55,7 +56,7 @@ from lifecycle.collection import fewer_collections
 from lifecycle.config import Settings, is_postgres_url
 from lifecycle.errors import LifecycleError
 from lifecycle.zygote import WorkerProcess, Zygote
-from projections.runner import SUMMARY_GROUPS, compute_summaries
+from projections.runner import RebuiltPart
 
 START_BATCHES = 4  # per worker, read before deciding to start processes
 QUEUED_BATCHES = 2  # per worker, sent and not yet answered
@@ -130,38 +131,27 @@ def key_ranges(parts: int) -> list[tuple[str | None, str | None]]:
 
 
 def rebuild_in_parallel(
-    settings: Settings, start_rebuild: Callable[[], int], workers: int,
-    progress: Callable[[int], None] | None = None, today: date | None = None,
-) -> RebuiltParts:
+    settings: Settings, start_rebuild: Callable[[], int], workers: int, as_of: date,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[int, RebuiltPart]:
     """Steps 1 to 3 of ``ProjectionRunner.rebuild`` with step 3 in ``workers`` processes, one
-    range of entity ids each, and the summaries of step 5 computed by them too.
+    range of entity ids each: the last position, and the parts added up (the summaries as of
+    ``as_of`` among them).
 
     1. start the workers (a fresh interpreter starts them: most of a second)
     2. meanwhile, ``start_rebuild`` here (dropping the views is most of a second too)
     3. give each worker its range, and wait until every part is written
-    4. give each worker a group of summary tables to compute (as of ``today``, UTC by default)
-       from the rows the parts wrote: together they take as long as the longest group, not
-       all of them
     """
     with _Pool(settings, workers, on_batch=None, progress=progress) as pool:  # 1
         last = start_rebuild()  # 2
         for w, (start, stop) in enumerate(key_ranges(workers)):  # 3
-            pool.ask(w, ("rebuild", last, start, stop))
+            pool.ask(w, ("rebuild", last, as_of, start, stop))
         pool.wait_for_answers()
-        as_of = today or datetime.now(UTC).date()  # 4
-        for i, names in enumerate(SUMMARY_GROUPS):
-            pool.ask(i % workers, ("summaries", as_of, names))
-        copied, erased = pool.finish_parts()
-        return RebuiltParts(last, copied, erased, pool.summaries)
-
-
-class RebuiltParts(NamedTuple):
-    """What ``rebuild_in_parallel`` did: for ``ProjectionRunner.finish_rebuild``."""
-
-    last: int  # the position the parts rebuilt up to
-    copied: int  # events read
-    erased: list[str]  # customer keys of the erased customers among them
-    summaries: dict[str, list[dict[str, Any]]]  # every summary table
+        parts = pool.finish_parts()
+        total = parts[0]
+        for part in parts[1:]:
+            total = total.add(part)
+        return last, total
 
 
 class _Pool:
@@ -175,8 +165,7 @@ class _Pool:
         self.workers = workers
         self.on_batch = on_batch
         self.progress = progress
-        self.parts: list[tuple[int, Sequence[str]]] = []  # a rebuild's answers
-        self.summaries: dict[str, list[dict[str, Any]]] = {}  # and its summary tables
+        self.parts: list[RebuiltPart] = []  # a rebuild's answers
         self.totals = IngestTotals()
         self.results: queue.Queue[tuple[Any, ...]] = queue.Queue()  # from every worker's reader
         self.processes: list[WorkerProcess] = []
@@ -248,9 +237,9 @@ class _Pool:
         while any(self.waiting):
             self.gather()
 
-    def finish_parts(self) -> tuple[int, list[str]]:
+    def finish_parts(self) -> list[RebuiltPart]:
         self._stop_and_wait()
-        return sum(copied for copied, _ in self.parts), [key for _, erased in self.parts for key in erased]
+        return self.parts
 
     def finish(self) -> IngestTotals:
         self._stop_and_wait()
@@ -311,10 +300,7 @@ class _Pool:
                 if self.progress is not None:
                     self.progress(rest[0])
             elif kind == "rebuilt":
-                self.parts.append((rest[0], rest[1]))
-                self.waiting[worker] -= 1
-            elif kind == "summaries":
-                self.summaries.update(rest[0])
+                self.parts.append(rest[0])
                 self.waiting[worker] -= 1
             else:
                 number, answer = rest
@@ -358,9 +344,8 @@ def _read_results(worker: int, stdout: IO[bytes], results: queue.Queue[tuple[Any
 def work(stdin: IO[bytes], stdout: IO[bytes]) -> None:
     """A worker process: the settings (answered ("ready",) once its runtime is open), then tasks
     until the stop (None): ("ingest", number, lines, with_outcomes) answered ("done", number,
-    ``_answer_of(result, with_outcomes)``); ("rebuild", last, start, stop) answered with
-    ("progress", events) per chunk, then ("rebuilt", events, erased keys); ("summaries", as_of,
-    names) answered ("summaries", tables).
+    ``_answer_of(result, with_outcomes)``); ("rebuild", last, as_of, start, stop) answered with
+    ("progress", events) per chunk, then ("rebuilt", ``RebuiltPart``).
     Any error is answered, not raised: the parent reports it."""
     from lifecycle.runtime import Runtime  # the runtime module imports this one
 
@@ -384,14 +369,10 @@ def work(stdin: IO[bytes], stdout: IO[bytes]) -> None:
                 if task[0] == "ingest":
                     _, number, lines, with_outcomes = task
                     answer(("done", number, _answer_of(rt.engine.ingest(lines), with_outcomes)))
-                elif task[0] == "summaries":
-                    _, as_of, names = task
-                    answer(("summaries", compute_summaries(rt.views, rt.engine.model, as_of, names)))
                 else:
-                    _, last, start, stop = task
-                    copied, erased = rt.runner.rebuild_part(last, start, stop,
-                                                            progress=lambda n: answer(("progress", n)))
-                    answer(("rebuilt", copied, erased))
+                    _, last, as_of, start, stop = task
+                    answer(("rebuilt", rt.runner.rebuild_part(last, as_of, start, stop,
+                                                              progress=lambda n: answer(("progress", n)))))
     except EOFError:
         pass  # the parent is gone (it stopped the work): nothing to answer
     except Exception as e:  # noqa: BLE001

@@ -100,8 +100,9 @@ class Runtime:
         workers = self._shared_workers()
         if workers == 1 or (self.engine.recorder.max_notification_id() or 0) <= PARALLEL_REBUILD_EVENTS:
             return self.runner.rebuild(today, progress=progress)
-        parts = rebuild_in_parallel(self.settings, self.runner.start_rebuild, workers, progress, today)
-        return self.runner.finish_rebuild(parts.last, parts.copied, parts.erased, today, parts.summaries)
+        last, parts = rebuild_in_parallel(self.settings, self.runner.start_rebuild, workers,
+                                          today or datetime.now(UTC).date(), progress)
+        return self.runner.finish_rebuild(last, parts)
 
     def _shared_workers(self) -> int:
         """Worker processes for a long job: several only on a store they can all open."""

@@ -43,17 +43,30 @@ def _months_between(first: str, later: str) -> int:
 # -- funnels ------------------------------------------------------------------------
 
 
+#: The deal funnel's stages: the pipeline up to closed_won.
+DEAL_FUNNEL = OPEN_STAGES + ("closed_won",)
+
+
 def lifecycle_funnel(model: StageModel, stage_history: Iterable[Row], as_of: date) -> list[dict[str, Any]]:
     """Per main-sequence stage: customers that reached it or a later one by ``as_of``."""
     sequence = model.main_sequence
-    furthest = _furthest(stage_history, "customer_id", sequence, as_of)
-    return _funnel_rows("lifecycle", sequence, furthest, as_of)
+    return funnel_rows("lifecycle", sequence, lifecycle_reached(sequence, stage_history, as_of), as_of)
 
 
 def deal_funnel(deal_stage_history: Iterable[Row], as_of: date) -> list[dict[str, Any]]:
     """Per pipeline stage up to closed_won: deals that reached it or a later one."""
-    sequence = OPEN_STAGES + ("closed_won",)
-    return _funnel_rows("deals", sequence, _furthest(deal_stage_history, "deal_id", sequence, as_of), as_of)
+    return funnel_rows("deals", DEAL_FUNNEL, deals_reached(deal_stage_history, as_of), as_of)
+
+
+def lifecycle_reached(sequence: Sequence[str], stage_history: Iterable[Row], as_of: date) -> list[int]:
+    """Per stage of ``sequence``: the customers of ``stage_history`` (all the rows of each) that
+    reached it or a later one by ``as_of``. Counts of disjoint sets of customers add up."""
+    return _reached(_furthest(stage_history, "customer_id", sequence, as_of), len(sequence))
+
+
+def deals_reached(deal_stage_history: Iterable[Row], as_of: date) -> list[int]:
+    """``lifecycle_reached`` for deals and ``DEAL_FUNNEL``."""
+    return _reached(_furthest(deal_stage_history, "deal_id", DEAL_FUNNEL, as_of), len(DEAL_FUNNEL))
 
 
 #: The columns of a stage table ``_furthest`` reads besides the entity's: the stage tables are the
@@ -72,11 +85,16 @@ def _furthest(history: Iterable[Row], entity: str, sequence: Sequence[str], as_o
     return list(furthest.values())
 
 
-def _funnel_rows(funnel: str, sequence: Sequence[str], furthest: Iterable[int], as_of: date) -> list[dict[str, Any]]:
-    reached = [0] * len(sequence)
+def _reached(furthest: Iterable[int], stages: int) -> list[int]:
+    reached = [0] * stages
     for pos in furthest:
         for i in range(pos + 1):
             reached[i] += 1
+    return reached
+
+
+def funnel_rows(funnel: str, sequence: Sequence[str], reached: Sequence[int], as_of: date) -> list[dict[str, Any]]:
+    """The rows of a funnel from its counts per stage (``lifecycle_reached``, ``deals_reached``)."""
     rows = []
     for i, stage in enumerate(sequence):
         converted = reached[i + 1] if i + 1 < len(sequence) else 0
@@ -106,31 +124,58 @@ def deal_stages_as_of(deal_stage_history: Iterable[Row], as_of: date) -> dict[st
 
 def deal_forecast(deal_stage_history: Iterable[Row], as_of: date) -> list[dict[str, Any]]:
     """Deals by close month and forecast category as they stood at the end of ``as_of``."""
-    latest = deal_stages_as_of(deal_stage_history, as_of)
-    groups: dict[tuple[str, str, str], dict[str, Any]] = {}
-    won: dict[str, int] = defaultdict(int)
-    closed: dict[str, int] = defaultdict(int)
-    for row in latest.values():
+    return forecast_rows(forecast_totals(deal_stage_history, as_of), as_of)
+
+
+@dataclass
+class ForecastTotals:
+    """The sums behind ``deal_forecast``: those of disjoint sets of deals add up (``add``)."""
+
+    groups: dict[tuple[str, str, str], list[Any]] = field(default_factory=dict)  # -> [deals, amount, weighted]
+    won: dict[str, int] = field(default_factory=dict)  # per close month
+    closed: dict[str, int] = field(default_factory=dict)
+
+    def add(self, other: ForecastTotals) -> None:
+        for key, (deals, amount, weighted) in other.groups.items():
+            group = self.groups.setdefault(key, [0, Decimal(0), Decimal(0)])
+            group[0] += deals
+            group[1] += amount
+            group[2] += weighted
+        for mine, theirs in ((self.won, other.won), (self.closed, other.closed)):
+            for month, n in theirs.items():
+                mine[month] = mine.get(month, 0) + n
+
+
+def forecast_totals(deal_stage_history: Iterable[Row], as_of: date) -> ForecastTotals:
+    """The sums of the deals of ``deal_stage_history`` (all the rows of each)."""
+    totals = ForecastTotals()
+    groups, won, closed = totals.groups, totals.won, totals.closed
+    for row in deal_stages_as_of(deal_stage_history, as_of).values():
         stage = PIPELINE_BY_NAME[row["stage"]]
         if stage.is_closed:
             month = _month(row["entered_at"])
-            closed[month] += 1
-            won[month] += stage.name == "closed_won"
+            closed[month] = closed.get(month, 0) + 1
+            won[month] = won.get(month, 0) + (stage.name == "closed_won")
         elif row["expected_close"] is not None:
             month = _month(row["expected_close"])
         else:
             month = "unscheduled"
-        key = (month, stage.forecast_category, row["currency"] or "")
-        group = groups.setdefault(key, {"deals": 0, "amount": Decimal(0), "weighted_amount": Decimal(0)})
+        group = groups.setdefault((month, stage.forecast_category, row["currency"] or ""), [0, Decimal(0), Decimal(0)])
         amount = row["amount"] or Decimal(0)
-        group["deals"] += 1
-        group["amount"] += amount
-        group["weighted_amount"] += (amount * stage.probability).quantize(CENT, ROUND_HALF_EVEN)
+        group[0] += 1
+        group[1] += amount
+        group[2] += (amount * stage.probability).quantize(CENT, ROUND_HALF_EVEN)
+    return totals
+
+
+def forecast_rows(totals: ForecastTotals, as_of: date) -> list[dict[str, Any]]:
     order = {s.forecast_category: i for i, s in enumerate(PIPELINE)}
     return [
-        {"close_month": m, "forecast_category": cat, "currency": cur, **g,
-         "win_rate": _rate(won[m], closed[m]), "as_of": as_of}
-        for (m, cat, cur), g in sorted(groups.items(), key=lambda kv: (kv[0][0], order[kv[0][1]], kv[0][2]))
+        {"close_month": m, "forecast_category": cat, "currency": cur, "deals": deals, "amount": amount,
+         "weighted_amount": weighted, "win_rate": _rate(totals.won.get(m, 0), totals.closed.get(m, 0)),
+         "as_of": as_of}
+        for (m, cat, cur), (deals, amount, weighted)
+        in sorted(totals.groups.items(), key=lambda kv: (kv[0][0], order[kv[0][1]], kv[0][2]))
     ]
 
 
@@ -177,20 +222,44 @@ def retention_cohorts(purchases: Iterable[Row], as_of: date) -> list[dict[str, A
 
 
 def cohorts_of(customers: Mapping[str, CustomerPurchases], as_of: date) -> list[dict[str, Any]]:
-    cohorts: dict[str, list[set[str]]] = defaultdict(list)
+    return cohort_rows(cohort_counts(customers), as_of)
+
+
+#: Per first-purchase month: the cohort's size, and its customers active in each month.
+CohortCounts = dict[str, tuple[int, dict[str, int]]]
+
+
+def cohort_counts(customers: Mapping[str, CustomerPurchases]) -> CohortCounts:
+    """The counts behind ``cohorts_of``: those of disjoint sets of customers add up
+    (``add_cohort_counts``)."""
+    counts: CohortCounts = {}
     for c in customers.values():
         active = {_month(day) for day in c.days()}
-        cohorts[min(active)].append(active)
+        size, by_month = counts.get(cohort := min(active), (0, {}))
+        for month in active:
+            by_month[month] = by_month.get(month, 0) + 1
+        counts[cohort] = (size + 1, by_month)
+    return counts
+
+
+def add_cohort_counts(counts: CohortCounts, other: CohortCounts) -> None:
+    for cohort, (size, by_month) in other.items():
+        mine, mine_by_month = counts.get(cohort, (0, {}))
+        for month, n in by_month.items():
+            mine_by_month[month] = mine_by_month.get(month, 0) + n
+        counts[cohort] = (mine + size, mine_by_month)
+
+
+def cohort_rows(counts: CohortCounts, as_of: date) -> list[dict[str, Any]]:
     last = _month(as_of)
     rows = []
-    for cohort in sorted(cohorts):
-        members = cohorts[cohort]
+    for cohort in sorted(counts):
+        size, by_month = counts[cohort]
         for k in range(_months_between(cohort, last) + 1):
-            month = _add_months(cohort, k)
-            active = sum(1 for m in members if month in m)
+            active = by_month.get(_add_months(cohort, k), 0)
             rows.append({
-                "cohort_month": cohort, "months_since": k, "cohort_size": len(members),
-                "active_customers": active, "retention_rate": _rate(active, len(members)),
+                "cohort_month": cohort, "months_since": k, "cohort_size": size,
+                "active_customers": active, "retention_rate": _rate(active, size),
                 "as_of": as_of,
             })
     return rows
@@ -204,24 +273,51 @@ def _add_months(month: str, k: int) -> str:
 # -- advocacy ---------------------------------------------------------------------------
 
 
+_ADVOCACY_COUNTS = ("responses", "promoters", "passives", "detractors", "referrals", "new_advocates")
+
+
 def advocacy_nps(
     feedback: Iterable[Row], referrals: Iterable[Row], stage_history: Iterable[Row], as_of: date
 ) -> list[dict[str, Any]]:
+    return advocacy_rows(advocacy_counts(feedback, referrals, stage_history, as_of), as_of)
+
+
+def advocacy_counts(
+    feedback: Iterable[Row], referrals: Iterable[Row], stage_history: Iterable[Row], as_of: date
+) -> dict[str, dict[str, int]]:
+    """Per month: the counts behind ``advocacy_nps`` (any rows: counts add up, ``add_counts``)."""
     cutoff = end_of(as_of)
-    months: dict[str, dict[str, int]] = defaultdict(
-        lambda: dict.fromkeys(("responses", "promoters", "passives", "detractors", "referrals", "new_advocates"), 0)
-    )
+    months: dict[str, dict[str, int]] = {}
+
+    def month(at: datetime) -> dict[str, int]:
+        key = _month(at)
+        found = months.get(key)
+        if found is None:
+            found = months[key] = dict.fromkeys(_ADVOCACY_COUNTS, 0)
+        return found
+
     for row in feedback:
         if row["occurred_at"] < cutoff:
-            m = months[_month(row["occurred_at"])]
+            m = month(row["occurred_at"])
             m["responses"] += 1
             m[row["category"] + "s"] += 1
     for row in referrals:
         if row["occurred_at"] < cutoff:
-            months[_month(row["occurred_at"])]["referrals"] += 1
+            month(row["occurred_at"])["referrals"] += 1
     for row in stage_history:
         if row["stage"] == "advocate" and row["entered_at"] < cutoff:
-            months[_month(row["entered_at"])]["new_advocates"] += 1
+            month(row["entered_at"])["new_advocates"] += 1
+    return months
+
+
+def add_counts(counts: dict[str, dict[str, int]], other: dict[str, dict[str, int]]) -> None:
+    for key, theirs in other.items():
+        mine = counts.setdefault(key, dict.fromkeys(theirs, 0))
+        for name, n in theirs.items():
+            mine[name] += n
+
+
+def advocacy_rows(months: Mapping[str, Mapping[str, int]], as_of: date) -> list[dict[str, Any]]:
     rows = []
     for month in sorted(months):
         m = months[month]
@@ -247,6 +343,12 @@ def customer_rfm(purchases: Iterable[Row], as_of: date) -> list[dict[str, Any]]:
 
 
 def rfm_of(customers: Mapping[str, CustomerPurchases], as_of: date) -> list[dict[str, Any]]:
+    return scored_rfm(rfm_unscored(customers, as_of))
+
+
+def rfm_unscored(customers: Mapping[str, CustomerPurchases], as_of: date) -> list[dict[str, Any]]:
+    """Each customer's RFM row without its scores, which rank it among all customers
+    (``scored_rfm``): the rows of disjoint sets of customers are put together, then scored."""
     rows = []
     for customer_id, c in customers.items():
         counted = c.by_currency[c.currency]
@@ -261,12 +363,18 @@ def rfm_of(customers: Mapping[str, CustomerPurchases], as_of: date) -> list[dict
             "days_since_last": (as_of - last).days, "monetary": monetary, "currency": c.currency,
             "as_of": as_of,
         })
+    return rows
+
+
+def scored_rfm(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` (``rfm_unscored``) scored and segmented, in order of customer key (then id:
+    the order does not depend on the order of the rows given)."""
     _score(rows, "r_score", lambda r: -r["days_since_last"])
     _score(rows, "f_score", lambda r: r["frequency"])
     _score(rows, "m_score", lambda r: r["monetary"])
     for row in rows:
         row["segment"] = rfm_segment(row["r_score"], row["f_score"])
-    rows.sort(key=lambda r: r["customer_key"])
+    rows.sort(key=lambda r: (r["customer_key"], r["customer_id"]))
     return rows
 
 

@@ -25,14 +25,12 @@ import base64
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from lifecycle.collection import fewer_collections
 from lifecycle.crypto import is_token
 from lifecycle.ids import customer_id
 from lifecycle.stages import StageModel
-from projections import reports
-from projections.catalog import build_report
 from projections.customers import (
     CustomerDerivation,
     Reveal,
@@ -44,6 +42,7 @@ from projections.deals import derive_deal
 from projections.folds import fold_rows
 from projections.log import LogEvent, LogSource
 from projections.store import ViewChange, ViewStore
+from projections.summaries import SummaryParts, compute_summaries
 from projections.tables import ALL_TABLES, CUSTOMER_FOLDS
 
 CONSUMER = "projections"
@@ -268,7 +267,7 @@ class ProjectionRunner:
         self, today: date | None = None, computed: dict[str, list[dict[str, Any]]] | None = None
     ) -> None:
         """Recompute the summary tables, as of ``today`` (UTC), from the entity rows (or write
-        those ``computed`` already, by ``compute_summaries`` in other processes)."""
+        those ``computed`` already: a rebuild's ``SummaryParts``)."""
         as_of = today or datetime.now(UTC).date()
         summaries = computed if computed is not None else compute_summaries(self.store, self.model, as_of)
         # Storing a position for "summaries" locks its row: refreshes by several project
@@ -291,14 +290,16 @@ class ProjectionRunner:
         3. for a chunk of entities at a time (bounded by entities and by events: their
            histories are in memory together), in one transaction: their derived rows, the
            rejections among them (``rebuild_part``: several processes
-           can each take a range of entity ids, see ``lifecycle.parallel``)
+           can each take a range of entity ids, see ``lifecycle.parallel``); and, in memory,
+           the counts and sums of the summaries as of ``today`` (UTC) from those rows
         4. scrub the rejections of erased customers (a receipt's place in the key order has
            nothing to do with its customer's)
-        5. store the position of step 2 (only now), then refresh the summaries
+        5. store the position of step 2 (only now), then the summaries of step 3
         """
+        as_of = today or datetime.now(UTC).date()
         last = self.start_rebuild()  # 1, 2
-        copied, erased = self.rebuild_part(last, progress=progress)  # 3
-        return self.finish_rebuild(last, copied, erased, today)  # 4, 5
+        part = self.rebuild_part(last, as_of, progress=progress)  # 3
+        return self.finish_rebuild(last, part)  # 4, 5
 
     def start_rebuild(self) -> int:
         """Steps 1 and 2 of ``rebuild``; the last position."""
@@ -309,18 +310,19 @@ class ProjectionRunner:
         return self.source.last_position()
 
     def rebuild_part(
-        self, last: int, start: str | None = None, stop: str | None = None,
+        self, last: int, as_of: date, start: str | None = None, stop: str | None = None,
         progress: Callable[[int], None] | None = None,
-    ) -> tuple[int, list[str]]:
-        """Step 3 of ``rebuild`` for the entities with ``start <= id < stop`` (all by default):
-        the events read, and the customer keys of the erased customers among them."""
+    ) -> RebuiltPart:
+        """Step 3 of ``rebuild`` for the entities with ``start <= id < stop`` (all by default)."""
         with fewer_collections():  # short-lived objects by the million (see collection.py)
-            return self._rebuild_part(last, start, stop, progress)
+            return self._rebuild_part(last, as_of, start, stop, progress)
 
     def _rebuild_part(
-        self, last: int, start: str | None, stop: str | None, progress: Callable[[int], None] | None,
-    ) -> tuple[int, list[str]]:
-        copied, erased = 0, []
+        self, last: int, as_of: date, start: str | None, stop: str | None,
+        progress: Callable[[int], None] | None,
+    ) -> RebuiltPart:
+        part = RebuiltPart(0, [], SummaryParts(self.model, as_of))
+        copied = 0
         for chunk in _chunks(self.source.histories(last, self.batch_size, start, stop)):
             self.refresh_keys(_customers_in(chunk))
             by_table: dict[str, dict[Any, list[dict[str, Any]]]] = defaultdict(dict)  # entity -> rows
@@ -331,36 +333,46 @@ class ProjectionRunner:
                     entity_id = history[0].aggregate_id
                     self._derive(entity_id, history, by_table)
                     if (key := _key_if_erased(history, history)) is not None:
-                        erased.append(key)
+                        part.erased.append(key)
                 elif kind == "InboundReceipt":
                     rejections += filter(None, (rejection_row(e, self.reveal) for e in history))
             # The tables were created empty for this rebuild and each entity is derived once, in
             # one part: its rows are appended, not replaced (a DELETE per entity and table, of
             # nothing, and the check of each row's entity were ~2% of a rebuild's instructions).
             append = {table: [row for rows in by_entity.values() for row in rows] for table, by_entity in by_table.items()}
+            part.summaries.add_rows(append)
             append["rejections"] = rejections
             self.store.write(ViewChange(consumer=self.consumer, position=None, append=append))
             events = sum(map(len, chunk))
             copied += events
             if progress is not None:
                 progress(events)
-        return copied, erased
+        return part._replace(copied=copied)
 
-    def finish_rebuild(
-        self, last: int, copied: int, erased: Sequence[str], today: date | None = None,
-        summaries: dict[str, list[dict[str, Any]]] | None = None,
-    ) -> int:
-        """Steps 4 and 5 of ``rebuild``, once every part is written; the events read. The
-        summaries may come computed (``compute_summaries`` by the processes of the parts)."""
+    def finish_rebuild(self, last: int, part: RebuiltPart) -> int:
+        """Steps 4 and 5 of ``rebuild``, once every part is written (``part``: all of them
+        added up, ``RebuiltPart.add``); the events read."""
         self._forget()  # a part written by another process is not in this one's caches
-        if erased:
+        if part.erased:
             replace = {"rejections": {key: [_scrubbed(r) for r in self.store.rows("rejections", where={"subject": key})]
-                                      for key in erased}}
+                                      for key in part.erased}}
             self.store.write(ViewChange(consumer=self.consumer, position=None, replace_entities=replace))
-        if copied:
+        if part.copied:
             self.store.write(ViewChange(consumer=self.consumer, position=last))
-        self.refresh_summaries(today, summaries)
-        return copied
+        self.refresh_summaries(part.summaries.as_of, part.summaries.tables())
+        return part.copied
+
+
+class RebuiltPart(NamedTuple):
+    """What ``ProjectionRunner.rebuild_part`` did."""
+
+    copied: int  # events read
+    erased: list[str]  # the customer keys of the erased customers among them
+    summaries: SummaryParts  # of the entities it derived
+
+    def add(self, other: RebuiltPart) -> RebuiltPart:
+        self.summaries.add(other.summaries)
+        return RebuiltPart(self.copied + other.copied, self.erased + other.erased, self.summaries)
 
 
 def _key_if_erased(new: Iterable[LogEvent], history: Iterable[LogEvent]) -> str | None:
@@ -385,35 +397,6 @@ def _chunks(histories: Iterable[list[LogEvent]]) -> Iterator[list[list[LogEvent]
         events += len(history)
     if chunk:
         yield chunk
-
-
-#: The summary tables in groups that cost about alike to compute (the two of the purchases share
-#: one pass), for processes to take a group each (``lifecycle.parallel``).
-SUMMARY_GROUPS = (("pipeline_funnel",), ("retention_cohorts", "customer_rfm"), ("deal_forecast", "advocacy_nps"))
-
-
-def compute_summaries(
-    store: ViewStore, model: StageModel, as_of: date, names: Sequence[str] | None = None
-) -> dict[str, list[dict[str, Any]]]:
-    """Every summary table (or those ``names``) as of ``as_of``: the reports ``lifecycle report``
-    gives, the entity tables streamed (``iter_rows``): memory follows the customers and deals,
-    not the rows."""
-    wanted = set(names) if names is not None else {name for group in SUMMARY_GROUPS for name in group}
-    summaries: dict[str, list[dict[str, Any]]] = {}
-    if "pipeline_funnel" in wanted:
-        summaries["pipeline_funnel"] = build_report("funnel", store, model, as_of)
-    if "deal_forecast" in wanted:
-        summaries["deal_forecast"] = build_report("forecast", store, model, as_of)
-    if wanted & {"retention_cohorts", "customer_rfm"}:
-        customers = reports.purchases_by_customer(  # for both
-            store.iter_rows("customer_purchases", columns=reports.PURCHASE_COLUMNS), as_of)
-        if "retention_cohorts" in wanted:
-            summaries["retention_cohorts"] = reports.cohorts_of(customers, as_of)
-        if "customer_rfm" in wanted:
-            summaries["customer_rfm"] = reports.rfm_of(customers, as_of)
-    if "advocacy_nps" in wanted:
-        summaries["advocacy_nps"] = build_report("advocacy", store, model, as_of)
-    return summaries
 
 
 def rejection_row(event: LogEvent, reveal: Reveal = _as_is) -> dict[str, Any] | None:

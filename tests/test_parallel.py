@@ -268,11 +268,3 @@ def test_a_subject_is_found_as_the_regular_expression_finds_it(subject, separato
     found = _SUBJECT.search(line)
     assert found is not None
     assert worker_of(line, 1_000_003) == zlib.crc32(found[1]) % 1_000_003
-
-
-def test_the_summary_groups_name_every_summary_table_once():
-    from projections.runner import SUMMARY_GROUPS
-    from projections.tables import SUMMARY_TABLES
-
-    named = [name for group in SUMMARY_GROUPS for name in group]
-    assert sorted(named) == sorted(t.name for t in SUMMARY_TABLES)
