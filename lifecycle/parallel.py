@@ -60,6 +60,7 @@ from projections.runner import RebuiltPart
 
 START_BATCHES = 4  # per worker, read before deciding to start processes
 QUEUED_BATCHES = 2  # per worker, sent and not yet answered
+RANGES_PER_WORKER = 4  # of a rebuild
 _CLOSE = object()  # to a worker's writer thread: close its standard input
 _SUBJECT = re.compile(rb'"subject"\s*:\s*"((?:[^"\\]|\\.)*)"')
 
@@ -134,19 +135,19 @@ def rebuild_in_parallel(
     settings: Settings, start_rebuild: Callable[[], int], workers: int, as_of: date,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[int, RebuiltPart]:
-    """Steps 1 to 3 of ``ProjectionRunner.rebuild`` with step 3 in ``workers`` processes, one
-    range of entity ids each: the last position, and the parts added up (the summaries as of
-    ``as_of`` among them).
+    """Steps 1 to 3 of ``ProjectionRunner.rebuild`` with step 3 in ``workers`` processes, a
+    range of entity ids at a time each: the last position, and the parts added up (the
+    summaries as of ``as_of`` among them).
 
     1. start the workers (a fresh interpreter starts them: most of a second)
     2. meanwhile, ``start_rebuild`` here (dropping the views is most of a second too)
-    3. give each worker its range, and wait until every part is written
+    3. give each worker a range, and each worker that is done the next one, until every part is
+       written. ``RANGES_PER_WORKER`` ranges per worker: ranges of equal width hold unequal
+       numbers of events, and while the last worker finishes alone a core may idle
     """
     with _Pool(settings, workers, on_batch=None, progress=progress) as pool:  # 1
         last = start_rebuild()  # 2
-        for w, (start, stop) in enumerate(key_ranges(workers)):  # 3
-            pool.ask(w, ("rebuild", last, as_of, start, stop))
-        pool.wait_for_answers()
+        pool.rebuild(last, as_of, key_ranges(workers * RANGES_PER_WORKER))  # 3
         parts = pool.finish_parts()
         total = parts[0]
         for part in parts[1:]:
@@ -166,6 +167,7 @@ class _Pool:
         self.on_batch = on_batch
         self.progress = progress
         self.parts: list[RebuiltPart] = []  # a rebuild's answers
+        self.ranges: list[tuple[Any, ...]] = []  # and the tasks of its ranges not given yet
         self.totals = IngestTotals()
         self.results: queue.Queue[tuple[Any, ...]] = queue.Queue()  # from every worker's reader
         self.processes: list[WorkerProcess] = []
@@ -227,15 +229,18 @@ class _Pool:
         self.waiting[worker] += 1
         self._write(worker, ("ingest", number, lines, self.on_batch is not None))
 
-    def ask(self, worker: int, task: tuple[Any, ...]) -> None:
-        """A task that is not a batch (a part of a rebuild): one per worker."""
-        self.waiting[worker] += 1
-        self._write(worker, task)
-
-    def wait_for_answers(self) -> None:
-        """Until every task given is answered (the workers stay)."""
+    def rebuild(self, last: int, as_of: date, ranges: list[tuple[str | None, str | None]]) -> None:
+        """Every range rebuilt (``ProjectionRunner.rebuild_part``), a range at a time per worker:
+        the next to the first worker done (``gather``)."""
+        self.ranges = [("rebuild", last, as_of, start, stop) for start, stop in ranges]
+        for w in range(min(self.workers, len(self.ranges))):
+            self._ask(w, self.ranges.pop(0))
         while any(self.waiting):
             self.gather()
+
+    def _ask(self, worker: int, task: tuple[Any, ...]) -> None:
+        self.waiting[worker] += 1
+        self._write(worker, task)
 
     def finish_parts(self) -> list[RebuiltPart]:
         self._stop_and_wait()
@@ -302,6 +307,8 @@ class _Pool:
             elif kind == "rebuilt":
                 self.parts.append(rest[0])
                 self.waiting[worker] -= 1
+                if self.ranges:
+                    self._ask(worker, self.ranges.pop(0))
             else:
                 number, answer = rest
                 places = self.places.pop(number)
