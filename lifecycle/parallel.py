@@ -56,7 +56,7 @@ from lifecycle.collection import fewer_collections
 from lifecycle.config import Settings, is_postgres_url
 from lifecycle.errors import LifecycleError
 from lifecycle.zygote import WorkerProcess, Zygote
-from projections.runner import RebuiltPart
+from projections.runner import ProjectionRunner, RebuiltPart
 
 START_BATCHES = 4  # per worker, read before deciding to start processes
 QUEUED_BATCHES = 2  # per worker, sent and not yet answered
@@ -132,27 +132,29 @@ def key_ranges(parts: int) -> list[tuple[str | None, str | None]]:
 
 
 def rebuild_in_parallel(
-    settings: Settings, start_rebuild: Callable[[], int], workers: int, as_of: date,
+    settings: Settings, runner: ProjectionRunner, workers: int, as_of: date,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[int, RebuiltPart]:
-    """Steps 1 to 3 of ``ProjectionRunner.rebuild`` with step 3 in ``workers`` processes, a
-    range of entity ids at a time each: the last position, and the parts added up (the
-    summaries as of ``as_of`` among them).
+    """Steps 1 to 3 of ``ProjectionRunner.rebuild`` with step 3 in ``workers`` processes and
+    this one, a range of entity ids at a time each: the last position, and the parts added up
+    (the summaries as of ``as_of`` among them).
 
-    1. start the workers (a fresh interpreter starts them: most of a second)
-    2. meanwhile, ``start_rebuild`` here (dropping the views is most of a second too)
-    3. give each worker a range, and each worker that is done the next one, until every part is
-       written. ``RANGES_PER_WORKER`` ranges per worker: ranges of equal width hold unequal
-       numbers of events, and while the last worker finishes alone a core may idle
+    1. start the workers (a fresh interpreter starts them: about half a second)
+    2. meanwhile, ``runner.start_rebuild`` here
+    3. give each worker a range, for when it has started
+    4. meanwhile, one range here: while the workers' interpreter starts, a core would idle
+    5. each worker that is done gets the next range, until every part is written.
+       ``RANGES_PER_WORKER`` ranges per worker: ranges of equal width hold unequal numbers of
+       events, and while the last worker finishes alone a core may idle
     """
     with _Pool(settings, workers, on_batch=None, progress=progress) as pool:  # 1
-        last = start_rebuild()  # 2
-        pool.rebuild(last, as_of, key_ranges(workers * RANGES_PER_WORKER))  # 3
-        parts = pool.finish_parts()
-        total = parts[0]
-        for part in parts[1:]:
-            total = total.add(part)
-        return last, total
+        last = runner.start_rebuild()  # 2
+        ranges = key_ranges(workers * RANGES_PER_WORKER)
+        parts = [pool.rebuild(last, as_of, ranges[1:],  # 3, 5
+                              here=lambda: runner.rebuild_part(last, as_of, *ranges[0], progress=progress))]  # 4
+        for part in pool.finish_parts():
+            parts[0] = parts[0].add(part)
+        return last, parts[0]
 
 
 class _Pool:
@@ -229,14 +231,19 @@ class _Pool:
         self.waiting[worker] += 1
         self._write(worker, ("ingest", number, lines, self.on_batch is not None))
 
-    def rebuild(self, last: int, as_of: date, ranges: list[tuple[str | None, str | None]]) -> None:
-        """Every range rebuilt (``ProjectionRunner.rebuild_part``), a range at a time per worker:
-        the next to the first worker done (``gather``)."""
+    def rebuild(
+        self, last: int, as_of: date, ranges: list[tuple[str | None, str | None]], here: Callable[[], RebuiltPart],
+    ) -> RebuiltPart:
+        """Every range rebuilt by the workers (``ProjectionRunner.rebuild_part``), a range at a
+        time each, the next to the first worker done (``gather``); and ``here`` (its part) done
+        in this process once the workers have their first ranges."""
         self.ranges = [("rebuild", last, as_of, start, stop) for start, stop in ranges]
         for w in range(min(self.workers, len(self.ranges))):
             self._ask(w, self.ranges.pop(0))
+        mine = here()
         while any(self.waiting):
             self.gather()
+        return mine
 
     def _ask(self, worker: int, task: tuple[Any, ...]) -> None:
         self.waiting[worker] += 1

@@ -100,8 +100,8 @@ class Runtime:
         workers = self._shared_workers()
         if workers == 1 or (self.engine.recorder.max_notification_id() or 0) <= PARALLEL_REBUILD_EVENTS:
             return self.runner.rebuild(today, progress=progress)
-        last, parts = rebuild_in_parallel(self.settings, self.runner.start_rebuild, workers,
-                                          today or datetime.now(UTC).date(), progress)
+        last, parts = rebuild_in_parallel(self.settings, self.runner, workers, today or datetime.now(UTC).date(),
+                                          progress)
         return self.runner.finish_rebuild(last, parts)
 
     def _shared_workers(self) -> int:
