@@ -150,11 +150,11 @@ def rebuild_in_parallel(
     with _Pool(settings, workers, on_batch=None, progress=progress) as pool:  # 1
         last = runner.start_rebuild()  # 2
         ranges = key_ranges(workers * RANGES_PER_WORKER)
-        parts = [pool.rebuild(last, as_of, ranges[1:],  # 3, 5
-                              here=lambda: runner.rebuild_part(last, as_of, *ranges[0], progress=progress))]  # 4
+        total = pool.rebuild(last, as_of, ranges[1:],  # 3, 5
+                             here=lambda: runner.rebuild_part(last, as_of, *ranges[0], progress=progress))  # 4
         for part in pool.finish_parts():
-            parts[0] = parts[0].add(part)
-        return last, parts[0]
+            total = total.add(part)
+        return last, total
 
 
 class _Pool:
