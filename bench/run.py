@@ -139,7 +139,8 @@ def notes(ctx: Context, ran: list[str]) -> list[str]:
                    "input streamed from a file; peak RSS = VmHWM after the ingest.")
         out.append(f"rebuild: every view from {stored or '?'} stored events ({s.rebuild_point} inbound "
                    "events; the issue asks for 1M stored events), as `lifecycle projections rebuild` does "
-                   f"it by default ({default_workers()} processes, each a range of entity ids) after its "
+                   f"it by default ({default_workers()} worker processes and the calling one, taking ranges of "
+                   "entity ids as they finish) after its "
                    "raw-read baseline (one process, under the rebuild's garbage-collector setting: "
                    "lifecycle.collection); rebuild_1_process: the same rebuild in one process.")
     if "kafka_scale" in ran:
