@@ -371,6 +371,8 @@ class RebuiltPart(NamedTuple):
     summaries: SummaryParts  # of the entities it derived
 
     def add(self, other: RebuiltPart) -> RebuiltPart:
+        """This part and ``other`` (of other entities) together; ``other``'s summaries are added
+        into this part's, which the result shares."""
         self.summaries.add(other.summaries)
         return RebuiltPart(self.copied + other.copied, self.erased + other.erased, self.summaries)
 
