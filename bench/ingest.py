@@ -27,8 +27,10 @@ against the same baseline, for the like-for-like reading.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from bench.common import (
@@ -143,8 +145,6 @@ def _measure(ctx: Context, name: str, ours_settings, raw_env) -> tuple[dict[str,
 
 
 def ingest_sqlite(ctx: Context) -> tuple[dict[str, float], dict[str, Any]]:
-    import contextlib
-
     @contextlib.contextmanager
     def raw_env():
         with scratch(ctx.workdir, "raw-sqlite") as d:
@@ -161,15 +161,17 @@ def ingest_sqlite(ctx: Context) -> tuple[dict[str, float], dict[str, Any]]:
     return figures, details
 
 
-def ingest_postgres(ctx: Context) -> tuple[dict[str, float], dict[str, Any]]:
-    import contextlib
-
+@contextlib.contextmanager
+def _raw_postgres_env(ctx: Context) -> Iterator[dict[str, str]]:
+    """The raw library's environment on a fresh PostgreSQL database."""
     from bench.common import fresh_database
 
-    @contextlib.contextmanager
-    def raw_env():
-        with scratch(ctx.workdir, "raw-pg") as d, fresh_database(ctx) as url:
-            yield event_store_env(url, d)
+    with scratch(ctx.workdir, "raw-pg") as d, fresh_database(ctx) as url:
+        yield event_store_env(url, d)
+
+
+def ingest_postgres(ctx: Context) -> tuple[dict[str, float], dict[str, Any]]:
+    from bench.common import fresh_database
 
     def ours(lines: list[bytes], workers: int) -> dict[str, Any]:
         with scratch(ctx.workdir, "ours-pg") as d, fresh_database(ctx) as url:
@@ -177,7 +179,7 @@ def ingest_postgres(ctx: Context) -> tuple[dict[str, float], dict[str, Any]]:
                                 batch_size=ctx.sizes.batch, kafka_bootstrap=None, workers=workers)
             return _ours(settings, lines)
 
-    figures, details = _measure(ctx, "ingest_postgres", ours, raw_env)
+    figures, details = _measure(ctx, "ingest_postgres", ours, lambda: _raw_postgres_env(ctx))
     ctx.shared["raw_postgres_per_inbound_s"] = details["baseline_per_inbound_event"]["per_s"]
     return figures, details
 
@@ -186,8 +188,6 @@ def raw_postgres_run(ctx: Context, keys: list[str]) -> RawRun:
     """The raw library on PostgreSQL saving one event per key (the customer keys of the inbound
     lines), in batches of 500, on a fresh database (e2e_kafka's baseline, measured next to the
     path)."""
-    from bench.common import fresh_database
-
     n = len(keys)
-    with scratch(ctx.workdir, "raw-pg") as d, fresh_database(ctx) as url:
-        return raw_save(event_store_env(url, d), keys, n, math.ceil(n / ctx.sizes.batch))
+    with _raw_postgres_env(ctx) as env:
+        return raw_save(env, keys, n, math.ceil(n / ctx.sizes.batch))
