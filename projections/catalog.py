@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import date
 from typing import Any
 
@@ -12,21 +12,40 @@ from projections.store import ViewStore
 
 Report = Callable[[ViewStore, StageModel, date], list[dict[str, Any]]]
 
+
+# The reads of the entity tables that the reports and the summary tables
+# (``projections.summaries.compute_summaries``) share: each for the columns its figures need.
+
+
+def funnel_stages(s: ViewStore) -> Iterable[reports.Row]:
+    return s.iter_rows("stage_history", columns=("customer_id", *reports.FUNNEL_COLUMNS))
+
+
+def funnel_deal_stages(s: ViewStore) -> Iterable[reports.Row]:
+    return s.iter_rows("deal_stage_history", columns=("deal_id", *reports.FUNNEL_COLUMNS))
+
+
+def advocate_entries(s: ViewStore) -> Iterable[reports.Row]:
+    """The advocacy figures count entries into advocate only: their pass over the stages reads those."""
+    return s.iter_rows("stage_history", where={"stage": "advocate"}, columns=("stage", "entered_at"))
+
+
+def report_purchases(s: ViewStore) -> Iterable[reports.Row]:
+    return s.iter_rows("customer_purchases", columns=reports.PURCHASE_COLUMNS)
+
+
 REPORTS: dict[str, tuple[str, Report]] = {
     "pipeline": ("Sales pipeline by stage", lambda s, m, d: reports.pipeline_by_stage(s.iter_rows("deal_stage_history"), d)),
     "funnel": ("Funnels: lifecycle stages and deal pipeline", lambda s, m, d: reports.lifecycle_funnel(
-        m, s.iter_rows("stage_history", columns=("customer_id", *reports.FUNNEL_COLUMNS)), d)
-        + reports.deal_funnel(s.iter_rows("deal_stage_history", columns=("deal_id", *reports.FUNNEL_COLUMNS)), d)),
+        m, funnel_stages(s), d) + reports.deal_funnel(funnel_deal_stages(s), d)),
     "forecast": ("Deal forecast by close month and category", lambda s, m, d: reports.deal_forecast(
         s.iter_rows("deal_stage_history"), d)),
     "retention": ("Retention by months since first purchase", lambda s, m, d: reports.retention_by_month(
-        reports.retention_cohorts(s.iter_rows("customer_purchases", columns=reports.PURCHASE_COLUMNS), d))),
-    "cohorts": ("Retention cohorts", lambda s, m, d: reports.retention_cohorts(s.iter_rows("customer_purchases", columns=reports.PURCHASE_COLUMNS), d)),
+        reports.retention_cohorts(report_purchases(s), d))),
+    "cohorts": ("Retention cohorts", lambda s, m, d: reports.retention_cohorts(report_purchases(s), d)),
     "advocacy": ("NPS and advocacy by month", lambda s, m, d: reports.advocacy_nps(
-        # It counts entries into advocate only: its pass over the stages reads those.
-        s.iter_rows("customer_feedback"), s.iter_rows("customer_referrals"),
-        s.iter_rows("stage_history", where={"stage": "advocate"}, columns=("stage", "entered_at")), d)),
-    "rfm": ("RFM per customer", lambda s, m, d: reports.customer_rfm(s.iter_rows("customer_purchases", columns=reports.PURCHASE_COLUMNS), d)),
+        s.iter_rows("customer_feedback"), s.iter_rows("customer_referrals"), advocate_entries(s), d)),
+    "rfm": ("RFM per customer", lambda s, m, d: reports.customer_rfm(report_purchases(s), d)),
     "funnel-strict": ("Lifecycle funnel, stages entered in order, with time to convert",
                       lambda s, m, d: analytics.lifecycle_funnel_strict(m, s.iter_rows("stage_history"), d)),
     "funnel-any-order": ("Lifecycle funnel, stage or a later one reached, with time to convert",

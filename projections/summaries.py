@@ -17,7 +17,7 @@ from datetime import date
 from typing import Any
 
 from lifecycle.stages import StageModel
-from projections import reports
+from projections import catalog, reports
 from projections.reports import Row
 from projections.store import ViewStore
 
@@ -96,11 +96,9 @@ def compute_summaries(store: ViewStore, model: StageModel, as_of: date) -> dict[
     report`` gives. The entity tables are streamed (``iter_rows``), each read for the columns
     its sums need: memory follows the customers and deals, not the rows."""
     parts = SummaryParts(model, as_of)
-    parts.add_funnels(store.iter_rows("stage_history", columns=("customer_id", *reports.FUNNEL_COLUMNS)),
-                      store.iter_rows("deal_stage_history", columns=("deal_id", *reports.FUNNEL_COLUMNS)))
+    parts.add_funnels(catalog.funnel_stages(store), catalog.funnel_deal_stages(store))
     parts.add_forecast(store.iter_rows("deal_stage_history"))
-    parts.add_purchases(store.iter_rows("customer_purchases", columns=reports.PURCHASE_COLUMNS))
-    # Only entries into advocate count: this pass over the stages reads those.
+    parts.add_purchases(catalog.report_purchases(store))
     parts.add_advocacy(store.iter_rows("customer_feedback"), store.iter_rows("customer_referrals"),
-                       store.iter_rows("stage_history", where={"stage": "advocate"}, columns=("stage", "entered_at")))
+                       catalog.advocate_entries(store))
     return parts.tables()
