@@ -103,7 +103,15 @@ class Sealer:
            (two sealers cannot interleave: the second one's write fails)
         """
         # 1. chain
-        log_head = self._log[1] if self._log[0] == position else self._log_head(position)
+        if self._log[0] == position:
+            log_head = self._log[1]
+        else:
+            # Not where this sealer's last page ended: its cached heads may hold seals the store
+            # never kept (a commit lost in a server crash: the relay commits without waiting for
+            # the disk) or lack later ones (another sealer). An aggregate whose first event here
+            # is its version 1 would be chained onto such a head without a look-up.
+            self._heads.clear()
+            log_head = self._log_head(position)
         # An aggregate whose first event here is its first ever has no head to look up
         # (every receipt is such an aggregate): only the others are read.
         firsts: dict[str, int] = {}

@@ -7,7 +7,8 @@ import sqlite3
 import psycopg
 import pytest
 
-from lifecycle.audit import verify
+from lifecycle.audit import AUDIT, AUDIT_CHAIN, verify
+from projections.store import ViewChange
 from tests.backends import runtime_factory
 from tests.events import interaction, purchase
 from tests.test_cli import lifecycle
@@ -88,5 +89,40 @@ def test_tampering_on_postgres_is_caught(tmp_path, postgres_url):
             assert changed.rowcount == 1
         verdict = verify(rt.engine.recorder, rt.views)
         assert not verdict.ok and "altered" in verdict.broken[0]
+    finally:
+        rt.close()
+
+
+def _lose_seals_after(store, position: int) -> None:
+    """What a server crash does to a sealer's asynchronous commits after ``position``: its seals and
+    its position are as they were at ``position`` (the events themselves were committed durably)."""
+    rows = store.rows(AUDIT_CHAIN.name)
+    lost = {r["originator_id"] for r in rows if r["notification_id"] > position}
+    kept = {a: [r for r in rows if r["originator_id"] == a and r["notification_id"] <= position] for a in lost}
+    store.write(ViewChange(consumer=AUDIT, position=position, replace_entities={AUDIT_CHAIN.name: kept}))
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
+def test_pages_sealed_again_after_their_commits_were_lost_chain_as_before(backend, tmp_path, request):
+    """The relay seals with asynchronous commits (`RelayService.VIEWS_SYNCHRONOUS_COMMIT`): a server
+    crash may lose its last pages, and the same process then seals them again from the older
+    position, with the heads it cached while sealing the lost ones."""
+    rt = runtime_factory(backend, tmp_path, lambda: request.getfixturevalue("postgres_url"))()
+    try:
+        rt.ingest_lines(LINES[:2])
+        rt.sealer.seal()
+        kept = rt.sealer.position()
+        # New customers, later versions of a sealed one, and receipts (each its aggregate's version 1).
+        rt.ingest_lines([*LINES[2:], b"not json", interaction("shop:3", "2026-01-10T10:00:00Z")])
+        assert rt.sealer.seal() > 0
+        before = {r["notification_id"]: r for r in rt.views.rows(AUDIT_CHAIN.name)}
+
+        _lose_seals_after(rt.views, kept)
+        assert rt.sealer.position() == kept and len(rt.views.rows(AUDIT_CHAIN.name)) < len(before)
+        rt.sealer.seal()
+
+        assert {r["notification_id"]: r for r in rt.views.rows(AUDIT_CHAIN.name)} == before
+        verdict = verify(rt.engine.recorder, rt.views)
+        assert verdict.ok and verdict.unsealed == 0, verdict.broken
     finally:
         rt.close()
