@@ -48,12 +48,15 @@ class IngestService:
         self.positions.subscribe(self.settings.topic_inbound)
         try:
             # After a database failure, what was fetched but not stored is fetched again.
-            run_until_stopped(stop, health, self.log, self.poll_once,
-                              after_failure=self.positions.seek_later)
+            run_until_stopped(stop, health, self.log, self.poll_once, after_failure=self.after_failure)
         finally:
             # Leave the group at once so the partitions move without waiting for a timeout.
             self.consumer.close()
             self.dead_letters.close()
+
+    def after_failure(self) -> None:
+        self.positions.seek_later()
+        self.rt.replace_broken_connections()
 
     def poll_once(self) -> None:
         for tp, records in self.positions.poll(timeout_ms=1000).items():

@@ -55,10 +55,13 @@ class ProjectService:
         try:
             # After a database failure, what was fetched but not written is fetched again (a
             # failed write also cleared the runner's cached histories).
-            run_until_stopped(stop, health, self.log, self.poll_once,
-                              after_failure=self.positions.seek_later)
+            run_until_stopped(stop, health, self.log, self.poll_once, after_failure=self.after_failure)
         finally:
             self.consumer.close()
+
+    def after_failure(self) -> None:
+        self.positions.seek_later()
+        self.rt.replace_broken_connections()
 
     def poll_once(self) -> None:
         polled = self.positions.poll(timeout_ms=1000)

@@ -46,7 +46,7 @@ class RelayService:
 
         try:
             # After a database failure the stored position has not moved: the page is sent again.
-            run_until_stopped(stop, health, self.log, step)
+            run_until_stopped(stop, health, self.log, step, after_failure=self.rt.replace_broken_connections)
         finally:
             self.publisher.close()
 

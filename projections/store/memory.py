@@ -173,6 +173,9 @@ class InMemoryViewStore:
             return (row for row in rows)
         return ({name: row[name] for name in names} for row in rows)
 
+    def drop_connections(self) -> None:
+        pass  # no server
+
     def close(self) -> None:
         with self._lock:
             self._closed = True

@@ -79,5 +79,10 @@ class ViewStore(Protocol):
         before its end (``close()``, or no reference left) releases what it holds.
         """
 
+    def drop_connections(self) -> None:
+        """After a failure: close every connection to a server, so that the next use opens new
+        ones (a server crash or restart breaks them all, and each would otherwise fail a step of
+        its own). A store without a server has nothing to drop."""
+
     def close(self) -> None:
         """Release connections. The store is unusable afterwards."""

@@ -421,6 +421,13 @@ class PostgresViewStore:
         )
         return selected, query, params
 
+    def drop_connections(self) -> None:
+        with self._lock:
+            for conn in (self._conn, self._idle_reader):
+                if conn is not None:
+                    conn.close()
+            self._conn = self._idle_reader = None
+
     def close(self) -> None:
         with self._lock:
             self._closed = True

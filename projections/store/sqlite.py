@@ -421,6 +421,9 @@ class SQLiteViewStore:
         )
         return selected, query, params
 
+    def drop_connections(self) -> None:
+        pass  # a file, not a server: its connection does not break with one
+
     def close(self) -> None:
         with self._lock:
             self._closed = True
