@@ -209,6 +209,11 @@ def main(argv: list[str] | None = None) -> int:
     def log(message: str) -> None:
         print(f"[{time.monotonic() - t0:7.1f}s] {message}", file=sys.stderr, flush=True)
 
+    if args.workdir is not None:
+        try:  # a folder to be made, like --output's
+            args.workdir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            parser.error(f"--workdir {args.workdir}: {e.strerror or e}")
     t0 = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="lifecycle-bench-", dir=args.workdir))
     ctx = Context(sizes=sizes, mode=mode, workdir=workdir, log=log)
