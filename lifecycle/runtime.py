@@ -152,8 +152,8 @@ class Runtime:
         restart or failover breaks every connection, and each would otherwise fail a step of
         its own, each failure followed by a longer wait: the services took one to two minutes
         to recover from a crash of the server (tests/test_server_crash.py)."""
-        check = getattr(getattr(self.engine.recorder, "datastore", None), "pool", None)
-        check = getattr(check, "check", None)  # psycopg_pool's (PostgreSQL); SQLite's has none
+        pool = getattr(getattr(self.engine.recorder, "datastore", None), "pool", None)
+        check = getattr(pool, "check", None)  # psycopg_pool's (PostgreSQL); SQLite's pool has none
         if callable(check):
             check()
         self.views.drop_connections()

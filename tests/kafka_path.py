@@ -1,5 +1,5 @@
 """Running the three services as real processes, publishing with a client that is not ours,
-and waiting until the views have caught up."""
+waiting until the views have caught up, and the embedded path's views they must then equal."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from lifecycle.config import Settings
 from lifecycle.runtime import Runtime
 from projections.catalog import REPORTS, build_report
 from projections.tables import ALL_TABLES
+from tests.backends import runtime_factory
 from tests.kafka import end_offsets  # right on Tansu, whose ListOffsets is not
 
 SERVICES = ("ingest", "relay", "project")
@@ -168,3 +169,14 @@ def open_runtime(env: dict[str, str]) -> Runtime:
     settings = Settings.from_env(env)
     ensure_topics(env["LIFECYCLE_KAFKA_BOOTSTRAP"], settings)
     return Runtime.open(settings)
+
+
+def embedded_snapshot(lines: list[bytes], directory: Path, as_of: date) -> dict:
+    """The reference: the same lines through the embedded path (SQLite in ``directory``)."""
+    rt = runtime_factory("sqlite", directory, lambda: "")()
+    try:
+        rt.ingest_lines(lines)
+        rt.runner.catch_up()
+        return snapshot(rt, as_of)
+    finally:
+        rt.close()

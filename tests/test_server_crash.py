@@ -25,6 +25,7 @@ from tests.backends import runtime_factory
 from tests.kafka_path import (
     SERVICES,
     ServiceProcesses,
+    embedded_snapshot,
     kafka_settings_env,
     open_runtime,
     publish,
@@ -45,14 +46,7 @@ def lines() -> list[bytes]:
 
 @pytest.fixture(scope="module")
 def embedded(lines, tmp_path_factory) -> dict:
-    """The reference: the same lines through the embedded path."""
-    rt = runtime_factory("sqlite", tmp_path_factory.mktemp("embedded"), lambda: "")()
-    try:
-        rt.ingest_lines(lines)
-        rt.runner.catch_up()
-        return snapshot(rt, AS_OF)
-    finally:
-        rt.close()
+    return embedded_snapshot(lines, tmp_path_factory.mktemp("embedded"), AS_OF)
 
 
 @pytest.fixture
