@@ -188,13 +188,14 @@ class EmbeddedServer:
 
         assert self.base is not None
         log = self.base / "server.log"
-        for attempt in range(1 if self.port else 3):
+        attempts = 1 if self.port else 3
+        for attempt in range(attempts):
             port = self.port or utils.find_suitable_port("127.0.0.1")
             options = f"-h 127.0.0.1 -p {port} -k {self.base} {self.options}"
             try:
                 self._pg_ctl(["-w", "-t", "60", "-o", options, "-l", str(log), "start"], timeout=90)
             except (subprocess.SubprocessError, OSError):
-                if attempt == (0 if self.port else 2):
+                if attempt == attempts - 1:
                     raise RuntimeError(log.read_text()[-2000:] if log.exists() else "pg_ctl failed") from None
                 continue
             self.port, self.running = port, True
