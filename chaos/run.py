@@ -9,8 +9,9 @@
    services as processes (``python -m chaos.service run ingest|relay|project``: the product's CLI,
    printing a traceback when it gives up). The events are
    published in chunks with confluent-kafka (an upstream client that is not ours). Meanwhile,
-   every few seconds a random service is killed with SIGKILL and restarted, and at least twice
-   every connection to the services' database is terminated (``pg_terminate_backend``).
+   every few seconds a service is killed with SIGKILL and restarted (the kinds dealt in shuffled
+   rounds, ``chaos.victims``: the chaos goes on until each kind was killed once), and at least
+   twice every connection to the services' database is terminated (``pg_terminate_backend``).
    A service that dies by itself (not killed by us) is a crash: its log is kept, it is
    restarted, and it is counted, so the run still finishes.
 4. At the end: wait until every service has caught up, then compare every view and report with
@@ -47,6 +48,7 @@ from confluent_kafka import Producer
 from eventsourcing.utils import get_topic
 from kafka import KafkaConsumer, TopicPartition
 
+from chaos.victims import VictimDealer, kind_of
 from deploy.broker import Broker, start_broker
 from lifecycle import ids
 from lifecycle.audit import verify
@@ -258,7 +260,7 @@ class Services(ServiceProcesses):
     run <service>``: the product's CLI, which also prints a traceback when it gives up."""
 
     def start(self, name: str) -> None:
-        service = name.partition("-")[0]
+        service = kind_of(name)
         log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps its own copy
         self.running[name] = subprocess.Popen(
             [sys.executable, "-m", "chaos.service", "run", service],
@@ -499,6 +501,7 @@ def _chaos(plan: Plan, chunks: list[list[bytes]], database_url: str, bootstrap: 
     last_report = 0.0
     last_lag_check = 0.0
     caught_up_once = False
+    dealer = VictimDealer({kind_of(name) for name in names}, rnd)
 
     def terminate(phase: str) -> None:
         n = terminate_connections(database_url)
@@ -530,9 +533,10 @@ def _chaos(plan: Plan, chunks: list[list[bytes]], database_url: str, bootstrap: 
             if now - last_lag_check >= 3.0:
                 last_lag_check = now
                 behind = store.call(lambda rt: lag(rt, bootstrap))
-                caught_up_once = not any(behind.values()) and not sup.pending
-        if now >= next_kill and not caught_up_once and sup.procs.running:
-            victim = rnd.choice(sorted(sup.procs.running))
+                # A path that caught up before every kind of service was killed once goes on
+                # being killed on schedule (a restart into an idle path still has to lose nothing).
+                caught_up_once = not any(behind.values()) and not sup.pending and dealer.every_kind_killed
+        if now >= next_kill and not caught_up_once and (victim := dealer.next(sup.procs.running)):
             sup.kill(victim, restart_after=rnd.uniform(0.0, 1.0))
             next_kill = now + plan.seconds_between_kills * rnd.uniform(0.6, 1.4)
         if now - last_report >= 15:
@@ -648,7 +652,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sealed = run["audit"]["unsealed"] == 0 and not run["audit"]["broken"] and run["audit"]["sealed"] > 0
     ok = (lost == 0 and doubled == 0 and views_equal and not any(receipts.values()) and sealed
           and figures == reference["figures"] and run["inbound_topic_messages"] == run["published"])
-    crashes_by_service = Counter(c.service.partition("-")[0] for c in run["crashes"])
+    crashes_by_service = Counter(kind_of(c.service) for c in run["crashes"])
     if plan.strict and run["crashes"]:
         ok = False
     results = {
