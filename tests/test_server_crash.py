@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime
 import psycopg
 import pytest
 
-from lifecycle.audit import AUDIT, verify
+from lifecycle.audit import verify
 from lifecycle.errors import StoreError
 from lifecycle.simulate import simulate
 from tests.backends import runtime_factory
@@ -31,6 +31,7 @@ from tests.kafka_path import (
     publish,
     service_env,
     snapshot,
+    view_store_positions,
     wait_caught_up,
 )
 from tests.pg import EmbeddedServer, create_database
@@ -72,13 +73,6 @@ def _failures(log: str) -> list[datetime]:
             for line in log.splitlines() if '"database_unavailable"' in line]
 
 
-def _positions(rt, env: dict[str, str]) -> dict[str, int]:
-    """Where the relay, its sealer and ``project`` (each partition) stand in the view store."""
-    names = [f"relay:{env['LIFECYCLE_TOPIC_EVENTS']}", AUDIT,
-             *(f"kafka:{env['LIFECYCLE_TOPIC_EVENTS']}:{p}" for p in range(int(env["LIFECYCLE_TOPIC_PARTITIONS"])))]
-    return {name: rt.views.position(name) or 0 for name in names}
-
-
 def test_commits_a_server_crash_lost_are_done_again_with_the_same_views_and_seals(
         crashable_server, kafka_bootstrap, tmp_path, lines, embedded):
     env = kafka_settings_env(create_database(crashable_server.url), kafka_bootstrap, uuid.uuid4().hex[:10])
@@ -94,7 +88,7 @@ def test_commits_a_server_crash_lost_are_done_again_with_the_same_views_and_seal
         crashable_server.pause_wal_writer()
         publish(kafka_bootstrap, env["LIFECYCLE_TOPIC_INBOUND"], lines[half:])
         wait_caught_up(rt, kafka_bootstrap, services)
-        before = _positions(rt, env)
+        before = view_store_positions(rt)
         rt.close()
         rt = None
 
@@ -103,7 +97,7 @@ def test_commits_a_server_crash_lost_are_done_again_with_the_same_views_and_seal
         crashable_server.start()
         back = datetime.now(UTC)
         rt = open_runtime(env)
-        after = _positions(rt, env)
+        after = view_store_positions(rt)
         lost = [name for name in before if after[name] < before[name]]
         assert lost, f"the crash lost no commit ({before} -> {after}): the test did not test anything"
 
