@@ -531,7 +531,10 @@ def _chaos(plan: Plan, chunks: list[list[bytes]], db: ChaosDatabase, bootstrap: 
     def crash_server(phase: str) -> None:
         # Every service up and past its start (a killed one has nothing to lose, and one that
         # starts commits its tables, waiting for the disk: that writes the others' commits too).
-        while sup.pending or time.monotonic() - sup.last_start < SETTLE_SECONDS:
+        # A service that keeps failing on its own would keep this from ever being true: a minute
+        # at most, then the crash anyway.
+        settle_until = time.monotonic() + 60.0
+        while (sup.pending or time.monotonic() - sup.last_start < SETTLE_SECONDS) and time.monotonic() < settle_until:
             note_crashes(sup.tend())
             time.sleep(0.05)
         held = []
@@ -775,6 +778,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "logs": str(plan.logs),
     }
     plan.output.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    positions_redone = sum(sum(c["positions_sent_back"].values()) for c in run["server_crashes"])
     rows = [
         ("events in", results["events_in"]),
         ("  distinct / published twice", f"{len(lines)} / {republished}"),
@@ -785,8 +789,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("doubled (must be 0)", doubled),
         ("kills survived", f"{results['kills_survived']}  {dict(sorted(run['kills_by_service'].items()))}"),
         ("connection terminations survived", results["connection_terminations_survived"]),
-        ("server crashes survived", f"{results['server_crashes_survived']}  (positions its lost commits sent "
-                                    f"back, done again: {sum(sum(c['positions_sent_back'].values()) for c in run['server_crashes'])})"),
+        ("server crashes survived", (f"{results['server_crashes_survived']}  (positions its lost commits "
+                                     f"sent back, done again: {positions_redone})")),
         ("service crashes (restarted)", f"{len(run['crashes'])}  {dict(crashes_by_service)}"),
         ("views equal the embedded run", "yes" if views_equal else f"NO: {views['views_differing']} "
                                                                     f"{views['reports_differing']}"),
