@@ -75,7 +75,8 @@ class ChaosDatabase:
         port: it recovers from its log on disk  7. read the positions again. Returns when
         (monotonic) and how long it was down, and the positions the crash sent back: the commits
         it lost, which the services must notice and do again."""
-        assert self.server is not None, "not a crashable database"
+        if self.server is None:
+            raise RuntimeError("not a crashable database: open it with crashable=True")
         positions()  # 0
         self.server.pause_wal_writer()  # 1
         hold_sync_writers()  # 2
