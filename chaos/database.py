@@ -79,11 +79,13 @@ class ChaosDatabase:
             raise RuntimeError("not a crashable database: open it with crashable=True")
         positions()  # 0
         self.server.pause_wal_writer()  # 1
-        hold_sync_writers()  # 2
-        time.sleep(UNFLUSHED_SECONDS)  # 3
-        before = positions()  # 4
-        down = time.monotonic()
-        self.server.crash()  # 5
+        try:
+            hold_sync_writers()  # 2
+            time.sleep(UNFLUSHED_SECONDS)  # 3
+            before = positions()  # 4
+        finally:
+            down = time.monotonic()
+            self.server.crash()  # 5, after a failure above too: never a server left with its WAL writer stopped
         self.server.start()  # 6
         up = time.monotonic()
         after = positions()  # 7

@@ -50,3 +50,12 @@ def test_a_database_on_the_shared_server_cannot_be_crashed():
             db.crash_and_restart(lambda: None, dict)
     finally:
         db.close()
+
+
+def test_a_failure_before_the_crash_still_crashes_the_server_it_stopped_the_wal_writer_of(crashable):
+    def fail() -> None:
+        raise OSError("the harness could not hold ingest")
+
+    with pytest.raises(OSError, match="could not hold ingest"):
+        crashable.crash_and_restart(fail, dict)
+    assert not crashable.server.running  # crashed, not left running with a stopped WAL writer
