@@ -1,8 +1,8 @@
 """Which service the chaos run kills next.
 
-A plain random choice among the running processes favours ``ingest``, which runs as three
-processes, and on a fast machine, where the path catches up after three or four kills, it can
-leave out a kind of service altogether (a run of 2026-12-05 killed ``project`` twice and
+A plain random choice among the running processes favours ``ingest`` when it runs as several
+(``--ingest-processes``), and on a fast machine, where the path catches up after three or four
+kills, it can leave out a kind of service altogether (a run of 2026-12-05 killed ``project`` twice and
 ``relay`` once, ``ingest`` never). So the kinds are dealt in rounds: each round is every kind
 once, in a random order, and within a kind a random one of its running processes. Any ``k``
 kills in a row (``k`` the number of kinds) hit every kind whose processes were running.
