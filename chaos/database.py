@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tests.pg import (
+    LOG_WRITTEN_BY_COMMITS_ONLY,
     EmbeddedServer,
     create_database,
     database_name,
@@ -41,12 +42,11 @@ class ChaosDatabase:
 
     def open(self) -> None:
         if self.crashable:
-            # A crash that ends the server's processes loses only the log still in its memory (what
-            # it wrote to the system survives): here nothing writes the log out early but commits
-            # that wait for the disk. No vacuum, no background writer, no checkpoint, and room for
-            # every page and for the log (a full cache of either writes the log out).
-            self.server = EmbeddedServer("-c autovacuum=off -c bgwriter_lru_maxpages=0 -c checkpoint_timeout=1h "
-                                         "-c max_wal_size=8GB -c shared_buffers=1GB -c wal_buffers=512MB")
+            # Only commits that wait for the disk write the log out (tests.pg), and here there is
+            # room for every page and for the log of a run of 100k events too (a full cache of
+            # either writes the log out).
+            self.server = EmbeddedServer(f"{LOG_WRITTEN_BY_COMMITS_ONLY} -c max_wal_size=8GB -c shared_buffers=1GB "
+                                         "-c wal_buffers=512MB")
             self.server_url = self.server.start()
         else:
             self.server_url = postgres_server_url()

@@ -76,6 +76,13 @@ def postgres_server_url() -> str:
         ) from e
 
 
+#: Options of an ``EmbeddedServer`` that a test crashes: nothing writes the write-ahead log out
+#: early (no vacuum; no background writes of pages, each of which would first write the log up
+#: to its page; no checkpoint), so only commits that wait for the disk do, and a crash loses
+#: the commits that did not wait (what the server had written to the system survives it).
+LOG_WRITTEN_BY_COMMITS_ONLY = "-c autovacuum=off -c bgwriter_lru_maxpages=0 -c checkpoint_timeout=1h"
+
+
 def _start_embedded_server() -> str:
     """A throw-away ``EmbeddedServer`` for the whole test run, stopped when the interpreter exits."""
     server = EmbeddedServer("-c fsync=off")  # fsync off: throw-away

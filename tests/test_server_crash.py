@@ -34,7 +34,7 @@ from tests.kafka_path import (
     view_store_positions,
     wait_caught_up,
 )
-from tests.pg import EmbeddedServer, create_database
+from tests.pg import LOG_WRITTEN_BY_COMMITS_ONLY, EmbeddedServer, create_database
 
 pytestmark = pytest.mark.integration
 AS_OF = date(2025, 1, 1)
@@ -52,9 +52,7 @@ def embedded(lines, tmp_path_factory) -> dict:
 
 @pytest.fixture
 def crashable_server():
-    # Nothing writes the log early: no vacuum, no background writes of pages (each would first
-    # write the log up to that page), no checkpoint during the test.
-    server = EmbeddedServer("-c autovacuum=off -c bgwriter_lru_maxpages=0 -c checkpoint_timeout=1h")
+    server = EmbeddedServer(LOG_WRITTEN_BY_COMMITS_ONLY)
     server.start()
     yield server
     server.close()
