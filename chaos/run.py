@@ -29,6 +29,7 @@ Everything listens on and talks to 127.0.0.1 only.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -210,10 +211,8 @@ class Store:
 
     def close(self) -> None:
         if self.rt is not None:
-            try:
+            with contextlib.suppress(Exception):  # closing a broken connection may fail too
                 self.rt.close()
-            except Exception:  # noqa: BLE001 - closing a broken connection may fail too
-                pass
             self.rt = None
 
 
@@ -528,7 +527,7 @@ def _chaos(plan: Plan, chunks: list[list[bytes]], db: ChaosDatabase, bootstrap: 
                              "backends_terminated": n})
         say(f"  [{time.monotonic() - t0:6.0f}s] terminated {n} database connections ({phase})")
 
-    def crash_server(phase: str) -> None:
+    def crash_server(after_publishing: bool) -> None:
         # Every service up and past its start (a killed one has nothing to lose, and one that
         # starts commits its tables, waiting for the disk: that writes the others' commits too).
         # A service that keeps failing on its own would keep this from ever being true: a minute
@@ -560,10 +559,11 @@ def _chaos(plan: Plan, chunks: list[list[bytes]], db: ChaosDatabase, bootstrap: 
             for process in held:
                 os.kill(process.pid, signal.SIGCONT)
         crash["at_seconds"] = round(crash.pop("down_at") - t0, 1)
-        crash["phase"] = phase
+        # Named after the crash: ``hold_ingest`` may have published one more chunk.
+        crash["phase"] = "after publishing" if after_publishing else f"after chunk {published_chunks}/{len(chunks)}"
         server_crashes.append(crash)
         lost = crash["positions_sent_back"]
-        say(f"  [{crash['at_seconds']:6.0f}s] crashed the database server (SIGKILL, {phase}); back after "
+        say(f"  [{crash['at_seconds']:6.0f}s] crashed the database server (SIGKILL, {crash['phase']}); back after "
             f"{crash['down_seconds']}s; its lost commits sent back {len(lost)} position(s) {lost}")
 
     def note_crashes(crashes: list[Crash]) -> None:
@@ -585,12 +585,12 @@ def _chaos(plan: Plan, chunks: list[list[bytes]], db: ChaosDatabase, bootstrap: 
             while len(terminations) < plan.terminations and published_chunks >= term_at[len(terminations)]:
                 terminate(f"after chunk {published_chunks}/{len(chunks)}")
             while len(server_crashes) < plan.server_crashes and published_chunks >= crash_at[len(server_crashes)]:
-                crash_server(f"after chunk {published_chunks}/{len(chunks)}")
+                crash_server(after_publishing=False)
         else:
             while len(terminations) < plan.terminations:
                 terminate("after publishing")
             while len(server_crashes) < plan.server_crashes:
-                crash_server("after publishing")
+                crash_server(after_publishing=True)
             if now - last_lag_check >= 3.0:
                 last_lag_check = now
                 behind = store.call(lambda rt: lag(rt, bootstrap))
