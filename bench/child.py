@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from bench.common import proc_status_kib
-from lifecycle.config import Settings, default_workers
+from lifecycle.config import DEFAULT_BATCH_SIZE, Settings, default_workers
 from lifecycle.runtime import Runtime
 from lifecycle.collection import fewer_collections
 
@@ -102,7 +102,7 @@ def main() -> None:
     parser.add_argument("--data-dir", required=True, type=Path)
     parser.add_argument("--input", required=True, type=Path)
     parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     parser.add_argument("--cache-customers", type=int, default=Settings.cache_customers)
     parser.add_argument("--rebuild", action="store_true")
     parser.add_argument("--decode-baseline", action="store_true")

@@ -26,7 +26,7 @@ from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 
 from lifecycle.collection import fewer_collections
-from lifecycle.config import event_store_env
+from lifecycle.config import DEFAULT_BATCH_SIZE, event_store_env
 from lifecycle.simulate import simulate
 
 SEED = 7
@@ -49,7 +49,7 @@ class Sizes:
     replay_events: int  # events of the replayed customer
     replay_background: int  # customers of other traffic in the replay store
     replay_repeats: int
-    batch: int = 500  # LIFECYCLE_BATCH_SIZE's default: ours and the baseline use it
+    batch: int = DEFAULT_BATCH_SIZE  # LIFECYCLE_BATCH_SIZE's default: ours and the baselines use it
     kafka_partitions: int = 4  # enough for 4 ingest processes to each own one
     kafka_timeout: float = 900.0  # seconds a Kafka run may take before it is reported incomplete
 

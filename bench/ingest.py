@@ -1,7 +1,8 @@
 """ingest_sqlite and ingest_postgres: our ingest against the raw eventsourcing library.
 
 Ours: ``Runtime.ingest_lines`` of N simulated inbound lines (mixed types, realistic customer
-count, a few malformed and late ones) on a fresh store, batches of 500, one transaction each.
+count, a few malformed and late ones) on a fresh store, in batches of ``LIFECYCLE_BATCH_SIZE``'s
+default (B = 2,000; 500 until 2026-12-05), one transaction each.
 Views are not built (the raw library builds none either; ``rebuild`` measures the views).
 
 Our engine stores more than one event per inbound event: a receipt for every inbound event (the
@@ -9,9 +10,9 @@ store-enforced deduplication) plus the domain events it caused (first seen, fact
 transitions, deals). So there are two baselines, each on its own fresh store of the same kind:
 
 - per inbound event (the headline, the issue's literal reading): the raw library saves N events
-  (N = inbound events) in batches of 500, and the figure is our inbound events/s ÷ its events/s;
+  (N = inbound events) in batches of B, and the figure is our inbound events/s ÷ its events/s;
 - per stored event: the raw library saves S events (S = what our run stored) in the same number
-  of transactions as ours (N / 500), and the figure is our stored events/s ÷ its events/s.
+  of transactions as ours (N / B), and the figure is our stored events/s ÷ its events/s.
 
 Each baseline runs twice, alternating with ours (which runs twice too); the runs' total events /
 total seconds is used on each side. The baselines run under the garbage collector's setting our
@@ -186,7 +187,7 @@ def ingest_postgres(ctx: Context) -> tuple[dict[str, float], dict[str, Any]]:
 
 def raw_postgres_run(ctx: Context, keys: list[str]) -> RawRun:
     """The raw library on PostgreSQL saving one event per key (the customer keys of the inbound
-    lines), in batches of 500, on a fresh database (e2e_kafka's baseline, measured next to the
+    lines), in batches of B, on a fresh database (e2e_kafka's baseline, measured next to the
     path)."""
     n = len(keys)
     with _raw_postgres_env(ctx) as env:

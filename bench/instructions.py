@@ -33,6 +33,7 @@ def _child(work: str, n: int, only_preparation: bool) -> None:
 
     lines = inbound_lines(n)
     with tempfile.TemporaryDirectory() as d:
+        # Batches of 500 (the default until 2026-12-05), as every count in bench/PROFILE.md.
         rt = Runtime.open(Settings(database_url=None, data_dir=Path(d), stage_model_path=None, batch_size=500,
                                    kafka_bootstrap=None, workers=1))
         try:

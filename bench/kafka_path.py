@@ -11,8 +11,8 @@ not our code, idempotent, acks=all, keyed by customer).
   one ``project``. The clock stops when the views hold every event: ingest's stored offsets reach
   what was published, the relay has sent every stored event and ``project`` has stored the end
   offset of every ``lifecycle.events`` partition. Inbound events/s ÷ the raw library saving the
-  same number of events in batches of 500 on PostgreSQL (the per-inbound baseline of
-  ``ingest_postgres``). The path runs twice, the baseline three times, alternating (until
+  same number of events in batches of ``LIFECYCLE_BATCH_SIZE``'s default (which the services run
+  with too) on PostgreSQL (the per-inbound baseline of ``ingest_postgres``). The path runs twice, the baseline three times, alternating (until
   2026-12-05 one path against ``ingest_postgres``'s baseline, measured a minute or more
   earlier). The summary tables (refreshed
   when ``project`` is idle) are not waited for. Then the same run with one ``ingest`` process,

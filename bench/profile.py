@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from bench.common import inbound_lines
-from lifecycle.config import Settings
+from lifecycle.config import DEFAULT_BATCH_SIZE, Settings
 from lifecycle.runtime import Runtime
 
 
@@ -35,7 +35,7 @@ def _runtime(kind: str, workdir: Path) -> Iterator[Runtime]:
     else:
         url = None
     rt = Runtime.open(Settings(database_url=url, data_dir=workdir, stage_model_path=None,
-                               batch_size=500, kafka_bootstrap=None))
+                               batch_size=DEFAULT_BATCH_SIZE, kafka_bootstrap=None))
     try:
         yield rt
     finally:

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from bench.common import inbound_lines
-from lifecycle.config import Settings
+from lifecycle.config import DEFAULT_BATCH_SIZE, Settings
 from lifecycle.runtime import Runtime
 
 
@@ -28,7 +28,7 @@ def main() -> None:
     lines = inbound_lines(args.n)
     with tempfile.TemporaryDirectory(prefix="lifecycle-slices-") as tmp:
         rt = Runtime.open(Settings(database_url=None, data_dir=Path(tmp), stage_model_path=None,
-                                   batch_size=500, kafka_bootstrap=None))
+                                   batch_size=DEFAULT_BATCH_SIZE, kafka_bootstrap=None))
         try:
             total = 0.0
             for start in range(0, args.n, args.slice):
