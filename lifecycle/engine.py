@@ -306,19 +306,23 @@ class LifecycleEngine(Application[UUID]):
         self, parsed: Sequence[InboundEvent | Rejection], receipts: Sequence[UUID], ws: _Workspace
     ) -> set[UUID]:
         """Which inbound events of this batch the ledger holds (returned), and its customers and
-        deals that the cache does not hold, from their snapshots and the events after them: one
-        query each for the batch, instead of one read per aggregate once they outnumber the
-        cache. Then the customers' keys in one more query (new customers get theirs made
-        together)."""
+        deals that the cache does not hold, from their snapshots and the events after them (the
+        events a snapshot holds are not read): one query each for the batch, instead of one read
+        per aggregate once they outnumber the cache. Then the customers' keys in one more query
+        (new customers get theirs made together)."""
         customers = {ids.customer_id(p.subject) for p in parsed if isinstance(p, InboundEvent)}
         deals = {ids.deal_id(str(p.data.deal_id)) for p in parsed if isinstance(p, InboundEvent) and p.type in DEAL_FACTS}
         # Not ``customers - self._cache.keys()``: that hashes every cached id (UUID's hash is
         # Python code): ten times the batch's customers once the cache is full.
         unknown = {a for a in customers | deals if a not in self._cache}
         stored = set(self.recorder.seen(receipts))
-        latest = self.recorder.snapshots(unknown)
-        for aggregate_id, rows in stored_states_of_many(self.recorder, unknown).items():
-            ws.loaded[aggregate_id] = self._reconstruct(aggregate_id, rows, latest.get(aggregate_id))
+        # A snapshot of another format restores nothing: its customer is read from every event.
+        restored = {i: c for i, (_, state) in self.recorder.snapshots(unknown).items()
+                    if (c := snapshots.restore(self.mapper, state)) is not None}
+        ws.loaded.update(restored)  # a customer with no event after its snapshot is found too
+        after = {i: c.version for i, c in restored.items()}
+        for aggregate_id, rows in stored_states_of_many(self.recorder, unknown, after).items():
+            ws.loaded[aggregate_id] = self._replay(restored.get(aggregate_id), aggregate_id, rows)
         ws.absent = unknown - ws.loaded.keys()
         new_customers = customers & ws.absent
         self.keyring.preload(
@@ -344,6 +348,12 @@ class LifecycleEngine(Application[UUID]):
             aggregate = snapshots.restore(self.mapper, snapshot[1])
             if aggregate is not None:
                 rows = [row for row in rows if row[0] > aggregate.version]
+        return self._replay(aggregate, aggregate_id, rows)
+
+    def _replay(
+        self, aggregate: Aggregate | None, aggregate_id: UUID, rows: Iterable[tuple[int, str, bytes]]
+    ) -> Aggregate:
+        """``aggregate`` (None: not yet created) with the stored events of ``rows`` applied."""
         to_domain_event = self.mapper.to_domain_event
         for version, topic, state in rows:
             aggregate = to_domain_event(StoredEvent(aggregate_id, version, topic, state)).mutate(aggregate)

@@ -49,10 +49,13 @@ def stored_states_of(recorder: Any, aggregate_id: UUID) -> list[tuple[int, str, 
 
 
 def stored_states_of_many(
-    recorder: Any, aggregate_ids: Collection[UUID]
+    recorder: Any, aggregate_ids: Collection[UUID], after: Mapping[UUID, int] | None = None
 ) -> dict[UUID, list[tuple[int, str, bytes]]]:
     """Each stored aggregate's events as ``(version, topic, state)`` in version order, in one
-    query per chunk; aggregates without events are left out."""
+    query per chunk; aggregates without events are left out. With ``after``, only an aggregate's
+    events above its version there (a snapshot's: the rows before it are not read at all)."""
+    if after:
+        return _stored_states_after(recorder, {u: after.get(u, 0) for u in aggregate_ids})
     wanted = list(dict.fromkeys(aggregate_ids))
     found: dict[UUID, list[tuple[int, str, bytes]]] = {}
     for start in range(0, len(wanted), CHUNK):
@@ -68,6 +71,34 @@ def stored_states_of_many(
         )
         if rows is None:
             rows = [(u.hex, e.originator_version, e.topic, e.state) for u in chunk for e in recorder.select_events(u)]
+        _group_states(rows, by_key, found)
+    return found
+
+
+def _stored_states_after(recorder: Any, after: Mapping[UUID, int]) -> dict[UUID, list[tuple[int, str, bytes]]]:
+    """``stored_states_of_many`` from each aggregate's own version on: the ids and versions
+    joined to the events table's key (a range of its index per aggregate)."""
+    wanted = list(after.items())
+    found: dict[UUID, list[tuple[int, str, bytes]]] = {}
+    for start in range(0, len(wanted), CHUNK):
+        chunk = dict(wanted[start:start + CHUNK])
+        by_key = {u.hex: u for u in chunk}
+        rows = _select(
+            recorder,
+            "SELECT e.originator_id, e.originator_version, e.topic, e.state "
+            "FROM unnest(%b::uuid[], %b::int8[]) AS w(id, after) JOIN {table} AS e "
+            "ON e.originator_id = w.id AND e.originator_version > w.after "
+            "ORDER BY e.originator_id, e.originator_version",
+            # CROSS JOIN: SQLite then loops over the wanted ids and reads a range of the key for each.
+            "SELECT e.originator_id, e.originator_version, e.topic, e.state "
+            "FROM json_each(?) AS w CROSS JOIN {table} AS e "
+            "ON e.originator_id = w.key AND e.originator_version > w.value "
+            "ORDER BY e.originator_id, e.originator_version",
+            (list(chunk), list(chunk.values())), (json.dumps({u.hex: v for u, v in chunk.items()}),),
+        )
+        if rows is None:
+            rows = [(u.hex, e.originator_version, e.topic, e.state)
+                    for u, version in chunk.items() for e in recorder.select_events(u, gt=version)]
         _group_states(rows, by_key, found)
     return found
 

@@ -278,3 +278,74 @@ def test_a_long_lived_customer_is_reloaded_from_its_snapshot_and_the_events_afte
         reloaded = second.customer("shop:9")
     assert decoded.call_count == held.version - snapshot_version  # only the events after it
     assert vars(reloaded) == vars(held)
+
+
+@pytest.mark.parametrize("open_runtime", BACKENDS, indirect=True)
+def test_many_aggregates_stored_rows_after_given_versions_are_read_as_the_library_reads_them(open_runtime):
+    import uuid
+
+    from lifecycle.lookup import stored_states_of_many
+
+    rt = open_runtime()
+    rt.ingest_lines(LINES)
+    recorder = rt.engine.recorder
+    one, two, nobody = customer_id("shop:1"), customer_id("shop:2"), uuid.uuid4()
+
+    def library(aggregate_id, after):
+        return [(e.originator_version, e.topic, bytes(e.state)) for e in recorder.select_events(aggregate_id, gt=after)]
+
+    assert len(library(one, 0)) >= 3
+    found = stored_states_of_many(recorder, [one, two, nobody], after={one: 2})
+    assert found == {one: library(one, 2), two: library(two, 0)}  # an id not in ``after``: every row
+    everything = stored_states_of_many(recorder, [one, two], after={one: len(library(one, 0))})
+    assert everything == {two: library(two, 0)}  # none after the last version: left out
+    assert stored_states_of_many(recorder, [one, two]) == {one: library(one, 0), two: library(two, 0)}
+
+
+def _reloaded_in_a_batch(open_runtime, restore=None):
+    """A customer past its snapshot, reloaded by another runtime's batch (not from its cache),
+    with ``restore`` in place of ``snapshots.restore`` if given: the versions of the rows that
+    batch read, the snapshot's version, the customer as that runtime holds it after the batch,
+    and the same customer replayed from every stored event."""
+    from contextlib import ExitStack
+    from unittest.mock import patch
+
+    from lifecycle.lookup import stored_states_of, stored_states_of_many
+    from lifecycle.snapshots import EVERY as SNAPSHOT_EVERY
+
+    lines = [interaction("shop:9", f"2026-02-{day:02d}T10:00:00Z", id=f"long-{day}")
+             for day in range(1, SNAPSHOT_EVERY + 6)]
+    first = open_runtime().engine
+    first.ingest(lines[:SNAPSHOT_EVERY])
+    first.ingest(lines[SNAPSHOT_EVERY:-1])
+    cid = customer_id("shop:9")
+    snapshot_version = first.recorder.snapshots([cid])[cid][0]
+    second = open_runtime().engine
+    read: list[int] = []
+
+    def spied(*args, **kwargs):
+        found = stored_states_of_many(*args, **kwargs)
+        read.extend(version for rows in found.values() for version, _, _ in rows)
+        return found
+
+    with ExitStack() as patches:
+        patches.enter_context(patch("lifecycle.engine.stored_states_of_many", new=spied))
+        if restore is not None:
+            patches.enter_context(patch("lifecycle.snapshots.restore", new=restore))
+        assert second.ingest(lines[-1:]).accepted == 1
+    replayed = second._reconstruct(cid, stored_states_of(second.recorder, cid))
+    return read, snapshot_version, second.customer("shop:9"), replayed
+
+
+@pytest.mark.parametrize("open_runtime", DURABLE, indirect=True)
+def test_a_batch_reloads_a_customer_from_its_snapshot_without_reading_the_events_before_it(open_runtime):
+    read, snapshot_version, reloaded, replayed = _reloaded_in_a_batch(open_runtime)
+    assert read and min(read) == snapshot_version + 1  # the events after it, none before
+    assert vars(reloaded) == vars(replayed)
+
+
+@pytest.mark.parametrize("open_runtime", DURABLE, indirect=True)
+def test_a_batch_reloads_a_customer_whose_snapshot_does_not_restore_from_every_event(open_runtime):
+    read, _, reloaded, replayed = _reloaded_in_a_batch(open_runtime, restore=lambda mapper, data: None)
+    assert min(read) == 1
+    assert vars(reloaded) == vars(replayed)
