@@ -604,13 +604,14 @@ def _chaos(plan: Plan, chunks: list[list[bytes]], db: ChaosDatabase, bootstrap: 
             last_report = now
             done = store.call(ingested)
             say(f"  [{now - t0:6.0f}s] published {upstream.sent}/{total}, ingested {done}, "
-                f"kills {sup.kills}, terminations {len(terminations)}, crashes {len(sup.crashes)}")
+                f"kills {sup.kills}, terminations {len(terminations)}, server crashes {len(server_crashes)}, "
+                f"service crashes {len(sup.crashes)}")
         if now - t0 > plan.catch_up_timeout:
             raise TimeoutError(f"chaos phase not done after {plan.catch_up_timeout}s")
         time.sleep(0.2)
     chaos_seconds = time.monotonic() - t0
     say(f"  [{chaos_seconds:6.0f}s] caught up once; the chaos stops: {sup.kills} kills, "
-        f"{len(terminations)} terminations, {len(sup.crashes)} crashes")
+        f"{len(terminations)} terminations, {len(server_crashes)} server crashes, {len(sup.crashes)} service crashes")
     # 2. quiet: three looks in a row with nothing behind anywhere (crashes still restarted)
     settled = 0
     deadline = time.monotonic() + plan.catch_up_timeout
