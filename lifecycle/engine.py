@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, time
 from typing import Any
 from uuid import UUID
@@ -35,7 +35,7 @@ from lifecycle.customer import Customer
 from lifecycle.deal import Deal
 from lifecycle.errors import RuleViolation, StoreError
 from lifecycle.keys import KeyRing
-from lifecycle.lookup import stored_states_of, stored_states_of_many
+from lifecycle.lookup import stored_states_of_many
 from lifecycle.personal import PERSONAL_FIELDS
 from lifecycle.receipt import ACCEPTED, DUPLICATE, MALFORMED, REFUSED, InboundReceipt, encode_raw
 from lifecycle.rules import DuplicateOrder, Fact
@@ -316,13 +316,7 @@ class LifecycleEngine(Application[UUID]):
         # Python code): ten times the batch's customers once the cache is full.
         unknown = {a for a in customers | deals if a not in self._cache}
         stored = set(self.recorder.seen(receipts))
-        # A snapshot of another format restores nothing: its customer is read from every event.
-        restored = {i: c for i, (_, state) in self.recorder.snapshots(unknown).items()
-                    if (c := snapshots.restore(self.mapper, state)) is not None}
-        ws.loaded.update(restored)  # a customer with no event after its snapshot is found too
-        after = {i: c.version for i, c in restored.items()}
-        for aggregate_id, rows in stored_states_of_many(self.recorder, unknown, after).items():
-            ws.loaded[aggregate_id] = self._replay(restored.get(aggregate_id), aggregate_id, rows)
+        ws.loaded.update(self._reload(unknown))
         ws.absent = unknown - ws.loaded.keys()
         new_customers = customers & ws.absent
         self.keyring.preload(
@@ -330,30 +324,29 @@ class LifecycleEngine(Application[UUID]):
         )
         return stored
 
-    def _reconstruct(
-        self,
-        aggregate_id: UUID,
-        rows: Sequence[tuple[int, str, bytes]],
-        snapshot: tuple[int, bytes] | None = None,
+    def _reload(self, aggregate_ids: Collection[UUID]) -> dict[UUID, Aggregate]:
+        """The stored aggregates among these (one query for the snapshots, one for the events),
+        each from its latest snapshot and the events after it: the events a snapshot holds are
+        not read. A snapshot of another format restores nothing: its aggregate is read from
+        every event."""
+        restored = {i: c for i, (_, state) in self.recorder.snapshots(aggregate_ids).items()
+                    if (c := snapshots.restore(self.mapper, state)) is not None}
+        loaded: dict[UUID, Aggregate] = dict(restored)  # with no event after the snapshot too
+        after = {i: c.version for i, c in restored.items()}
+        for aggregate_id, rows in stored_states_of_many(self.recorder, aggregate_ids, after).items():
+            loaded[aggregate_id] = self._replay(restored.get(aggregate_id), aggregate_id, rows)
+        return loaded
+
+    def _replay(
+        self, aggregate: Aggregate | None, aggregate_id: UUID, rows: Iterable[tuple[int, str, bytes]]
     ) -> Aggregate:
-        """The aggregate from its latest snapshot, if any, and its stored rows after it, as
-        ``repository.get`` would rebuild it from every row.
+        """``aggregate`` (None: not yet created) with the stored events of ``rows`` applied, as
+        ``repository.get`` would rebuild it.
 
         Each event mutates the aggregate directly: the library's ``project_aggregate`` asserts
         each event against a runtime-checkable Protocol, and on Python 3.11 that check was
         three quarters of reloading a customer (measured at 400k inbound events, bench/PROFILE.md).
         """
-        aggregate: Aggregate | None = None
-        if snapshot is not None:
-            aggregate = snapshots.restore(self.mapper, snapshot[1])
-            if aggregate is not None:
-                rows = [row for row in rows if row[0] > aggregate.version]
-        return self._replay(aggregate, aggregate_id, rows)
-
-    def _replay(
-        self, aggregate: Aggregate | None, aggregate_id: UUID, rows: Iterable[tuple[int, str, bytes]]
-    ) -> Aggregate:
-        """``aggregate`` (None: not yet created) with the stored events of ``rows`` applied."""
         to_domain_event = self.mapper.to_domain_event
         for version, topic, state in rows:
             aggregate = to_domain_event(StoredEvent(aggregate_id, version, topic, state)).mutate(aggregate)
@@ -365,15 +358,9 @@ class LifecycleEngine(Application[UUID]):
         if cached is not None:
             self._cache.move_to_end(aggregate_id)
             return cached
-        rows = stored_states_of(self.recorder, aggregate_id)
-        if not rows:
-            return None
-        # Only a history that passed snapshots.EVERY can have a snapshot (a deal never has one).
-        snapshot = None
-        if len(rows) >= snapshots.EVERY:
-            snapshot = self.recorder.snapshots([aggregate_id]).get(aggregate_id)
-        aggregate = self._reconstruct(aggregate_id, rows, snapshot)
-        self._remember(aggregate)
+        aggregate = self._reload([aggregate_id]).get(aggregate_id)
+        if aggregate is not None:
+            self._remember(aggregate)
         return aggregate
 
     def _remember(self, aggregate: Aggregate) -> None:

@@ -184,11 +184,12 @@ def test_a_batch_reads_the_deals_the_cache_lacks_with_its_customers_not_one_by_o
     engine.ingest([ev("crm.deal.opened", "acme:1", "2026-01-01T10:00:00Z", {"deal_id": "d-1", **opened}),
                    ev("crm.deal.opened", "acme:2", "2026-01-01T10:00:00Z", {"deal_id": "d-2", **opened})])
     engine._cache.clear()
-    monkeypatch.setattr("lifecycle.engine.stored_states_of", lambda *a: pytest.fail("one aggregate read alone"))
+    monkeypatch.setattr(engine, "_load", lambda *a: pytest.fail("one aggregate read alone"))
     result = engine.ingest([
         ev("crm.deal.stage.changed", "acme:1", "2026-01-02T10:00:00Z", {"deal_id": "d-1", "stage": "proposal"}),
         ev("crm.deal.lost", "acme:2", "2026-01-03T10:00:00Z", {"deal_id": "d-2", "reason": "price"}),
         ev("crm.deal.opened", "acme:3", "2026-01-04T10:00:00Z", {"deal_id": "d-3", **opened}),  # a new one
     ])
     assert result.accepted == 3
+    monkeypatch.undo()
     assert engine.deal("d-2").closed[0] == "lost" and engine.deal("d-3").opened

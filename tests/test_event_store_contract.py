@@ -274,9 +274,12 @@ def test_a_long_lived_customer_is_reloaded_from_its_snapshot_and_the_events_afte
     snapshot_version = first.engine.recorder.snapshots([cid])[cid][0]
     assert SNAPSHOT_EVERY <= snapshot_version < held.version
     second = open_runtime().engine
-    with patch.object(second.mapper, "to_domain_event", wraps=second.mapper.to_domain_event) as decoded:
+    read: list[int] = []
+    with patch.object(second.mapper, "to_domain_event", wraps=second.mapper.to_domain_event) as decoded, \
+            patch("lifecycle.engine.stored_states_of_many", new=_noting_versions(read)):
         reloaded = second.customer("shop:9")
     assert decoded.call_count == held.version - snapshot_version  # only the events after it
+    assert read == list(range(snapshot_version + 1, held.version + 1))  # and only those read
     assert vars(reloaded) == vars(held)
 
 
@@ -302,6 +305,18 @@ def test_many_aggregates_stored_rows_after_given_versions_are_read_as_the_librar
     assert stored_states_of_many(recorder, [one, two]) == {one: library(one, 0), two: library(two, 0)}
 
 
+def _noting_versions(read: list[int]):
+    """``stored_states_of_many`` that also adds the versions of the rows it found to ``read``."""
+    from lifecycle.lookup import stored_states_of_many
+
+    def noting(*args, **kwargs):
+        found = stored_states_of_many(*args, **kwargs)
+        read.extend(version for rows in found.values() for version, _, _ in rows)
+        return found
+
+    return noting
+
+
 def _reloaded_in_a_batch(open_runtime, restore=None):
     """A customer past its snapshot, reloaded by another runtime's batch (not from its cache),
     with ``restore`` in place of ``snapshots.restore`` if given: the versions of the rows that
@@ -310,7 +325,7 @@ def _reloaded_in_a_batch(open_runtime, restore=None):
     from contextlib import ExitStack
     from unittest.mock import patch
 
-    from lifecycle.lookup import stored_states_of, stored_states_of_many
+    from lifecycle.lookup import stored_states_of
     from lifecycle.snapshots import EVERY as SNAPSHOT_EVERY
 
     lines = [interaction("shop:9", f"2026-02-{day:02d}T10:00:00Z", id=f"long-{day}")
@@ -322,18 +337,12 @@ def _reloaded_in_a_batch(open_runtime, restore=None):
     snapshot_version = first.recorder.snapshots([cid])[cid][0]
     second = open_runtime().engine
     read: list[int] = []
-
-    def spied(*args, **kwargs):
-        found = stored_states_of_many(*args, **kwargs)
-        read.extend(version for rows in found.values() for version, _, _ in rows)
-        return found
-
     with ExitStack() as patches:
-        patches.enter_context(patch("lifecycle.engine.stored_states_of_many", new=spied))
+        patches.enter_context(patch("lifecycle.engine.stored_states_of_many", new=_noting_versions(read)))
         if restore is not None:
             patches.enter_context(patch("lifecycle.snapshots.restore", new=restore))
         assert second.ingest(lines[-1:]).accepted == 1
-    replayed = second._reconstruct(cid, stored_states_of(second.recorder, cid))
+    replayed = second._replay(None, cid, stored_states_of(second.recorder, cid))
     return read, snapshot_version, second.customer("shop:9"), replayed
 
 

@@ -198,8 +198,8 @@ def test_a_customer_from_its_snapshot_equals_one_replayed_from_every_event(lines
         if snapshot is None:
             continue
         assert every <= snapshot[0] <= rows[-1][0]
-        from_every_event = engine._reconstruct(cid, rows)
-        assert vars(engine._reconstruct(cid, rows, snapshot)) == vars(from_every_event)
+        from_every_event = engine._replay(None, cid, rows)
+        assert vars(engine._reload([cid])[cid]) == vars(from_every_event)
 
 
 def test_a_step_writes_only_the_customer_tables_its_new_facts_changed():
