@@ -12,10 +12,10 @@ not our code, idempotent, acks=all, keyed by customer).
   what was published, the relay has sent every stored event and ``project`` has stored the end
   offset of every ``lifecycle.events`` partition. Inbound events/s ÷ the raw library saving the
   same number of events in batches of ``LIFECYCLE_BATCH_SIZE``'s default (which the services run
-  with too) on PostgreSQL (the per-inbound baseline of ``ingest_postgres``). The path runs twice, the baseline three times, alternating (until
-  2026-12-05 one path against ``ingest_postgres``'s baseline, measured a minute or more
-  earlier). The summary tables (refreshed
-  when ``project`` is idle) are not waited for. Then the same run with one ``ingest`` process,
+  with too) on PostgreSQL (the per-inbound baseline of ``ingest_postgres``). The path runs twice,
+  the baseline three times, alternating (until 2026-12-05 one path against ``ingest_postgres``'s
+  baseline, measured a minute or more earlier). The summary tables (refreshed when ``project``
+  is idle) are not waited for. Then the same run with one ``ingest`` process,
   ``e2e_kafka_1_ingest`` (information, no target; the headline until 2026-12-04).
 - scale curve: only 1, 2, 4 ``ingest`` processes in one group; the clock stops when their stored
   offsets reach what was published. Inbound events/s, and each ÷ the 1-process figure.

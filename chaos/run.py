@@ -611,7 +611,8 @@ def _chaos(plan: Plan, chunks: list[list[bytes]], db: ChaosDatabase, bootstrap: 
         time.sleep(0.2)
     chaos_seconds = time.monotonic() - t0
     say(f"  [{chaos_seconds:6.0f}s] caught up once; the chaos stops: {sup.kills} kills, "
-        f"{len(terminations)} terminations, {len(server_crashes)} server crashes, {len(sup.crashes)} service crashes")
+        f"{len(terminations)} terminations, {len(server_crashes)} server crashes, "
+        f"{len(sup.crashes)} service crashes")
     # 2. quiet: three looks in a row with nothing behind anywhere (crashes still restarted)
     settled = 0
     deadline = time.monotonic() + plan.catch_up_timeout

@@ -75,7 +75,9 @@ def stored_states_of_many(
     return found
 
 
-def _stored_states_after(recorder: Any, after: Mapping[UUID, int]) -> dict[UUID, list[tuple[int, str, bytes]]]:
+def _stored_states_after(
+    recorder: Any, after: Mapping[UUID, int]
+) -> dict[UUID, list[tuple[int, str, bytes]]]:
     """``stored_states_of_many`` from each aggregate's own version on: the ids and versions
     joined to the events table's key (a range of its index per aggregate)."""
     wanted = list(after.items())

@@ -295,7 +295,8 @@ def test_many_aggregates_stored_rows_after_given_versions_are_read_as_the_librar
     one, two, nobody = customer_id("shop:1"), customer_id("shop:2"), uuid.uuid4()
 
     def library(aggregate_id, after):
-        return [(e.originator_version, e.topic, bytes(e.state)) for e in recorder.select_events(aggregate_id, gt=after)]
+        events = recorder.select_events(aggregate_id, gt=after)
+        return [(e.originator_version, e.topic, bytes(e.state)) for e in events]
 
     assert len(library(one, 0)) >= 3
     found = stored_states_of_many(recorder, [one, two, nobody], after={one: 2})
