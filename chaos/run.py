@@ -483,9 +483,8 @@ class Plan:
 
 def chaos(plan: Plan, chunks: list[list[bytes]], db: ChaosDatabase, broker: Broker,
           rnd: random.Random) -> dict[str, Any]:
-    database_url = db.url
     bootstrap = broker.bootstrap
-    env = kafka_settings_env(database_url, bootstrap, uuid.uuid4().hex[:10])
+    env = kafka_settings_env(db.url, bootstrap, uuid.uuid4().hex[:10])
     env["LIFECYCLE_DATA_DIR"] = str(plan.logs / "data")
     store = Store(env)
     senv = service_env(env)
@@ -502,7 +501,6 @@ def chaos(plan: Plan, chunks: list[list[bytes]], db: ChaosDatabase, broker: Brok
 
 def _chaos(plan: Plan, chunks: list[list[bytes]], db: ChaosDatabase, bootstrap: str, env: dict[str, str],
            store: Store, sup: Supervisor, rnd: random.Random, t0: float) -> dict[str, Any]:
-    database_url = db.url
     names = ["ingest", "relay", "project"] + [f"ingest-{i}" for i in range(2, plan.ingest_processes + 1)]
     for name in names:
         sup.start(name)
@@ -522,7 +520,7 @@ def _chaos(plan: Plan, chunks: list[list[bytes]], db: ChaosDatabase, bootstrap: 
     dealer = VictimDealer({kind_of(name) for name in names}, rnd)
 
     def terminate(phase: str) -> None:
-        n = terminate_connections(database_url)
+        n = terminate_connections(db.url)
         terminations.append({"at_seconds": round(time.monotonic() - t0, 1), "phase": phase,
                              "backends_terminated": n})
         say(f"  [{time.monotonic() - t0:6.0f}s] terminated {n} database connections ({phase})")
