@@ -7,7 +7,7 @@ import psycopg
 import pytest
 
 from projections.store import Column, PostgresViewStore, Table, ViewChange
-from projections.store.statistics import AnalyzeSchedule
+from projections.store.statistics import STATISTICS_TARGET, AnalyzeSchedule
 
 ORDERS = Table(
     name="orders",
@@ -73,5 +73,11 @@ def test_a_table_that_grew_is_analysed_and_a_step_of_entities_is_estimated_as_su
         plan = conn.execute(
             "EXPLAIN (FORMAT JSON) SELECT * FROM reporting.orders WHERE customer_id = ANY(%s::text[])", (keys,)
         ).fetchone()[0]
+        # A small sample (the module docstring): a histogram of at most STATISTICS_TARGET buckets.
+        bounds = conn.execute(
+            "SELECT array_length(histogram_bounds::text::text[], 1) FROM pg_stats"
+            " WHERE schemaname = 'reporting' AND tablename = 'orders' AND attname = 'customer_id'"
+        ).fetchone()[0]
     store.close()
     assert plan[0]["Plan"]["Plan Rows"] <= 3_000, plan
+    assert bounds == STATISTICS_TARGET + 1

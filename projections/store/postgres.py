@@ -36,7 +36,7 @@ from psycopg.types.json import Jsonb
 from projections import fastjson
 from projections.store.change import ViewChange
 from projections.store.errors import PositionConflict, UnknownTable, ViewStoreError
-from projections.store.statistics import AnalyzeSchedule
+from projections.store.statistics import STATISTICS_TARGET, AnalyzeSchedule
 from projections.store.tables import POSITIONS_TABLE, Column, Table, check_identifier
 from projections.store.values import (
     ROWS_PAGE,
@@ -261,8 +261,12 @@ class PostgresViewStore:
                     self._schedule.analyzed(name)
                     continue
                 try:
-                    # SKIP_LOCKED: another process analysing it now does the job for both.
-                    self._connection().execute(sql.SQL("ANALYZE (SKIP_LOCKED) {}").format(self._name(table)))
+                    conn = self._connection()
+                    with conn.transaction():  # the sample's size for this ANALYZE only
+                        conn.execute("SELECT set_config('default_statistics_target', %s, true)",
+                                     (str(STATISTICS_TARGET),))
+                        # SKIP_LOCKED: another process analysing it now does the job for both.
+                        conn.execute(sql.SQL("ANALYZE (SKIP_LOCKED) {}").format(self._name(table)))
                 except psycopg.Error:
                     continue  # advice to the planner only: the write has committed; tried again later
                 self._schedule.analyzed(name)
