@@ -140,7 +140,7 @@ def notes(ctx: Context, ran: list[str]) -> list[str]:
         out.append(f"rebuild: every view from {stored or '?'} stored events ({s.rebuild_point} inbound "
                    "events; the issue asks for 1M stored events), as `lifecycle projections rebuild` does "
                    f"it by default ({default_workers()} worker processes and the calling one, taking ranges of "
-                   "entity ids as they finish) after its "
+                   "entity ids as they finish), twice, alternating with three runs of its "
                    "raw-read baseline (one process, under the rebuild's garbage-collector setting: "
                    "lifecycle.collection); rebuild_1_process: the same rebuild in one process.")
     if "kafka_scale" in ran:

@@ -11,8 +11,9 @@ and the raw read again. Each child is a separate process, so each peak resident 
 - ``rebuild`` = events/s of rebuilding every view as ``lifecycle projections rebuild`` does by
   default (``default_workers()`` processes) ÷ events/s of reading the same stored events raw
   (``select_notifications`` in pages of the runner's size, 5000, one process), at
-  ``rebuild_point``; the raw read runs just before and just after the rebuilds and their mean
-  is used. ``rebuild_1_process``: the same rebuild in one process, right after.
+  ``rebuild_point``: two rebuilds alternate with three raw reads, and each side's mean time is
+  used (one rebuild between two reads until 2026-12-05). ``rebuild_1_process``: the same
+  rebuild in one process, right after.
 - ``rss_growth_workers`` (info): the same two ingests as ``lifecycle ingest`` runs them by
   default (``default_workers()`` processes), the peaks of all the processes added up.
 - the embedded points of ``scale_curve``: inbound events/s of each child's ingest (one process).
@@ -101,6 +102,7 @@ def store_scale(ctx: Context) -> tuple[dict[str, float], dict[str, Any]]:
         "rebuild": {
             "inbound": rebuilt["inbound"], "stored_events": rebuilt["stored"],
             "customers": rebuilt["customers"], "rebuild_seconds": rebuilt["rebuild_seconds"],
+            "rebuild_runs_seconds": rebuilt["rebuild_runs_seconds"],
             "rebuild_workers": rebuilt["rebuild_workers"],
             "rebuild_1_process_seconds": rebuilt["rebuild_1_process_seconds"],
             "rebuild_per_s": rebuild_per_s, "raw_read_seconds": rebuilt["raw_read_seconds"],
