@@ -133,8 +133,8 @@ def main() -> None:
             reads = [raw_read(rt, page)]
             rt.settings = dataclasses.replace(rt.settings, workers=default_workers())
             rebuilds = []
-            # Read, rebuild, read, rebuild, read: the machine's pace moves by a third within minutes, and
-            # alternating lets either side meet its slow and fast phases alike.
+            # Read, rebuild, read, rebuild, read: the machine's pace moves by a third or more within a run;
+            # alternating lets both sides meet its slow and fast phases alike.
             for _ in range(2):
                 started = time.perf_counter()
                 rt.rebuild()

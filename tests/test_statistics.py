@@ -73,7 +73,7 @@ def test_a_table_that_grew_is_analysed_and_a_step_of_entities_is_estimated_as_su
         plan = conn.execute(
             "EXPLAIN (FORMAT JSON) SELECT * FROM reporting.orders WHERE customer_id = ANY(%s::text[])", (keys,)
         ).fetchone()[0]
-        # A small sample (the module docstring): a histogram of at most STATISTICS_TARGET buckets.
+        # A small sample (the module docstring): a histogram of STATISTICS_TARGET buckets, not 100.
         bounds = conn.execute(
             "SELECT array_length(histogram_bounds::text::text[], 1) FROM pg_stats"
             " WHERE schemaname = 'reporting' AND tablename = 'orders' AND attname = 'customer_id'"
