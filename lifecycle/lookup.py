@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -54,55 +54,65 @@ def stored_states_of_many(
     """Each stored aggregate's events as ``(version, topic, state)`` in version order, in one
     query per chunk; aggregates without events are left out. With ``after``, only an aggregate's
     events above its version there (a snapshot's: the rows before it are not read at all)."""
-    if after:
-        return _stored_states_after(recorder, {u: after.get(u, 0) for u in aggregate_ids})
     wanted = list(dict.fromkeys(aggregate_ids))
-    found: dict[UUID, list[tuple[int, str, bytes]]] = {}
-    for start in range(0, len(wanted), CHUNK):
-        chunk = wanted[start:start + CHUNK]
-        by_key = {u.hex: u for u in chunk}
-        rows = _select(
-            recorder,
-            "SELECT originator_id, originator_version, topic, state FROM {table} "
-            "WHERE originator_id = ANY(%b) ORDER BY originator_id, originator_version",
-            "SELECT originator_id, originator_version, topic, state FROM {table} "
-            "WHERE originator_id IN ({marks}) ORDER BY originator_id, originator_version",
-            (chunk,), list(by_key),
-        )
-        if rows is None:
-            rows = [(u.hex, e.originator_version, e.topic, e.state) for u in chunk for e in recorder.select_events(u)]
-        _group_states(rows, by_key, found)
-    return found
+    if after:
+        versions = {u: after.get(u, 0) for u in wanted}
+        return _in_chunks(wanted, lambda by_key: _states_after(recorder, by_key, versions))
+    return _in_chunks(wanted, lambda by_key: _states_of(recorder, by_key))
 
 
-def _stored_states_after(
-    recorder: Any, after: Mapping[UUID, int]
+def _in_chunks(
+    wanted: Sequence[UUID], select: Callable[[Mapping[str, UUID]], Iterable[Sequence[Any]]]
 ) -> dict[UUID, list[tuple[int, str, bytes]]]:
-    """``stored_states_of_many`` from each aggregate's own version on: the ids and versions
-    joined to the events table's key (a range of its index per aggregate)."""
-    wanted = list(after.items())
+    """``select``'s ``(aggregate id, version, topic, state)`` rows of ``CHUNK`` ids at a time
+    (given by their hex form, as SQLite keeps them), grouped by aggregate."""
     found: dict[UUID, list[tuple[int, str, bytes]]] = {}
     for start in range(0, len(wanted), CHUNK):
-        chunk = dict(wanted[start:start + CHUNK])
-        by_key = {u.hex: u for u in chunk}
-        rows = _select(
-            recorder,
-            "SELECT e.originator_id, e.originator_version, e.topic, e.state "
-            "FROM unnest(%b::uuid[], %b::int8[]) AS w(id, after) JOIN {table} AS e "
-            "ON e.originator_id = w.id AND e.originator_version > w.after "
-            "ORDER BY e.originator_id, e.originator_version",
-            # CROSS JOIN: SQLite then loops over the wanted ids and reads a range of the key for each.
-            "SELECT e.originator_id, e.originator_version, e.topic, e.state "
-            "FROM json_each(?) AS w CROSS JOIN {table} AS e "
-            "ON e.originator_id = w.key AND e.originator_version > w.value "
-            "ORDER BY e.originator_id, e.originator_version",
-            (list(chunk), list(chunk.values())), (json.dumps({u.hex: v for u, v in chunk.items()}),),
-        )
-        if rows is None:
-            rows = [(u.hex, e.originator_version, e.topic, e.state)
-                    for u, version in chunk.items() for e in recorder.select_events(u, gt=version)]
-        _group_states(rows, by_key, found)
+        by_key = {u.hex: u for u in wanted[start:start + CHUNK]}
+        _group_states(select(by_key), by_key, found)
     return found
+
+
+def _states_of(recorder: Any, by_key: Mapping[str, UUID]) -> Iterable[Sequence[Any]]:
+    """Every stored event of these aggregates, in the events table's key order."""
+    chunk = list(by_key.values())
+    rows = _select(
+        recorder,
+        "SELECT originator_id, originator_version, topic, state FROM {table} "
+        "WHERE originator_id = ANY(%b) ORDER BY originator_id, originator_version",
+        "SELECT originator_id, originator_version, topic, state FROM {table} "
+        "WHERE originator_id IN ({marks}) ORDER BY originator_id, originator_version",
+        (chunk,), list(by_key),
+    )
+    if rows is None:
+        return [(u.hex, e.originator_version, e.topic, e.state) for u in chunk for e in recorder.select_events(u)]
+    return rows
+
+
+def _states_after(
+    recorder: Any, by_key: Mapping[str, UUID], after: Mapping[UUID, int]
+) -> Iterable[Sequence[Any]]:
+    """The stored events of these aggregates above each one's version in ``after``: the ids and
+    versions joined to the events table's key (a range of its index per aggregate)."""
+    chunk = list(by_key.values())
+    versions = [after[u] for u in chunk]
+    rows = _select(
+        recorder,
+        "SELECT e.originator_id, e.originator_version, e.topic, e.state "
+        "FROM unnest(%b::uuid[], %b::int8[]) AS w(id, after) JOIN {table} AS e "
+        "ON e.originator_id = w.id AND e.originator_version > w.after "
+        "ORDER BY e.originator_id, e.originator_version",
+        # CROSS JOIN: SQLite then loops over the wanted ids and reads a range of the key for each.
+        "SELECT e.originator_id, e.originator_version, e.topic, e.state "
+        "FROM json_each(?) AS w CROSS JOIN {table} AS e "
+        "ON e.originator_id = w.key AND e.originator_version > w.value "
+        "ORDER BY e.originator_id, e.originator_version",
+        (chunk, versions), (json.dumps(dict(zip(by_key, versions))),),
+    )
+    if rows is None:
+        return [(u.hex, e.originator_version, e.topic, e.state)
+                for u in chunk for e in recorder.select_events(u, gt=after[u])]
+    return rows
 
 
 def _group_states(
