@@ -3,8 +3,9 @@
 Each run takes a fresh PostgreSQL database and fresh topics (4 partitions) on the development
 broker (Tansu, deploy/broker.py), starts the services as ``python -m lifecycle run ...``
 processes (tests/kafka_path.py's harness), waits until the consumer groups hold every partition,
-then starts the clock and publishes the feed with confluent-kafka (an upstream producer that is
-not our code, idempotent, acks=all, keyed by customer).
+waits until the upstream producer holds its producer id (``_Upstream``), then starts the clock
+and publishes the feed with confluent-kafka (an upstream producer that is not our code,
+idempotent, acks=all, keyed by customer).
 
 - ``e2e_kafka``: the path as the production-like stack runs it: as many ``ingest`` processes as
   ``deploy/compose.yaml`` has replicas (3; they share the partitions in one group), one relay,
@@ -24,6 +25,8 @@ not our code, idempotent, acks=all, keyed by customer).
 from __future__ import annotations
 
 import json
+import logging
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -64,34 +67,70 @@ def _settings_env(ctx: Context, url: str, bootstrap: str) -> dict[str, str]:
     return env
 
 
-def _publish(bootstrap: str, topic: str, lines: list[bytes], keys: list[str]) -> dict[int, int]:
-    """Publish every line; return partition → next offset after the last acknowledged record."""
-    from confluent_kafka import Producer
+class _Upstream:
+    """The upstream system's producer (idempotent, acks=all, keyed by customer), made ready before
+    the clock starts, as a long-running upstream system's would be.
 
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
-                         "linger.ms": 5, "client.id": "upstream-bench"})
-    ends: dict[int, int] = {}
-    failures: list[str] = []
+    librdkafka's idempotent producer gets its producer id about 0.5 s after it is made (its
+    ``eos.idemp_state`` stays ``WaitTransport``; the first message waits for it: 0.50 s against
+    0.001 s for a producer made a second earlier, measured on the development broker). Made
+    inside the timed window, as until 2026-12-05, that half second left the whole machine idle
+    at the start of every run (``/proc/stat`` in 0.1 s windows: 0.0 of 2 cores busy from 0.3 to
+    0.5 s after the clock started): 6% of an ``e2e_kafka`` run of 8 s that was not our engine's.
+    """
 
-    def on_delivery(err, msg) -> None:  # type: ignore[no-untyped-def]
-        if err is not None:
-            failures.append(str(err))
-        else:
-            ends[msg.partition()] = max(ends.get(msg.partition(), 0), msg.offset() + 1)
+    READY_TIMEOUT_S = 30.0
 
-    for line, key in zip(lines, keys, strict=True):
-        while True:
-            try:
-                producer.produce(topic, value=line, key=None if key == "?" else key.encode(),
-                                 on_delivery=on_delivery)
-                break
-            except BufferError:  # the local queue is full: let deliveries drain
-                producer.poll(0.1)
-        producer.poll(0)
-    remaining = producer.flush(120)
-    if remaining or failures:
-        raise RuntimeError(f"publishing failed: {remaining} unsent, {failures[:3]}")
-    return ends
+    def __init__(self, bootstrap: str) -> None:
+        from confluent_kafka import Producer
+
+        self._assigned = threading.Event()
+        self.producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
+                                  "linger.ms": 5, "client.id": "upstream-bench",
+                                  "statistics.interval.ms": 50, "stats_cb": self._on_stats,
+                                  # its notices (an idle connection closed by the broker after the
+                                  # run) go to logging, as the services' do, not to stderr
+                                  "logger": logging.getLogger("librdkafka")})
+
+    def _on_stats(self, raw: str) -> None:
+        if not self._assigned.is_set() and json.loads(raw).get("eos", {}).get("idemp_state") == "Assigned":
+            self._assigned.set()
+
+    def wait_ready(self) -> float:
+        """Serve the producer's callbacks until it holds a producer id; the seconds waited."""
+        started = time.monotonic()
+        while not self._assigned.is_set():
+            if time.monotonic() - started > self.READY_TIMEOUT_S:
+                raise RuntimeError(f"the bench's producer got no producer id from the broker within "
+                                   f"{self.READY_TIMEOUT_S:g}s")
+            self.producer.poll(0.02)
+        return time.monotonic() - started
+
+    def publish(self, topic: str, lines: list[bytes], keys: list[str]) -> dict[int, int]:
+        """Publish every line; return partition → next offset after the last acknowledged record."""
+        producer = self.producer
+        ends: dict[int, int] = {}
+        failures: list[str] = []
+
+        def on_delivery(err, msg) -> None:  # type: ignore[no-untyped-def]
+            if err is not None:
+                failures.append(str(err))
+            else:
+                ends[msg.partition()] = max(ends.get(msg.partition(), 0), msg.offset() + 1)
+
+        for line, key in zip(lines, keys, strict=True):
+            while True:
+                try:
+                    producer.produce(topic, value=line, key=None if key == "?" else key.encode(),
+                                     on_delivery=on_delivery)
+                    break
+                except BufferError:  # the local queue is full: let deliveries drain
+                    producer.poll(0.1)
+            producer.poll(0)
+        remaining = producer.flush(120)
+        if remaining or failures:
+            raise RuntimeError(f"publishing failed: {remaining} unsent, {failures[:3]}")
+        return ends
 
 
 def _assignments(logs: Path, names: list[str]) -> dict[str, set[int]]:
@@ -181,13 +220,15 @@ def _run(ctx: Context, lines: list[bytes], keys: list[str], ingest_processes: in
             if full_path:
                 services.start("relay")
                 services.start("project")
+            upstream = _Upstream(bootstrap)  # gets its producer id while the services start
             ready_s, ready = _wait_ready(ctx, services, logs, ingest, project=full_path)
+            upstream_wait_s = upstream.wait_ready()
             ctx.log(f"{label}: {'ready' if ready else 'NOT all partitions assigned'} after {ready_s:.1f}s; "
                     f"publishing {len(lines)} events")
             inbound, events_topic = env["LIFECYCLE_TOPIC_INBOUND"], env["LIFECYCLE_TOPIC_EVENTS"]
             meter = CPUMeter(services, url.rsplit("/", 1)[1])
             started = time.perf_counter()
-            ends = _publish(bootstrap, inbound, lines, keys)
+            ends = upstream.publish(inbound, lines, keys)
             published_s = time.perf_counter() - started
             marks: dict[str, float] = {}
             highs: dict[int, int] | None = None  # lifecycle.events' end offsets, once final
@@ -221,6 +262,7 @@ def _run(ctx: Context, lines: list[bytes], keys: list[str], ingest_processes: in
     return {
         "events": len(lines), "ingest_processes": ingest_processes, "partitions": ctx.sizes.kafka_partitions,
         "batch_size": ctx.sizes.batch, "assignment_wait_s": ready_s, "assigned_before_start": ready,
+        "upstream_ready_wait_s": upstream_wait_s,
         "publish_seconds": published_s, "marks_seconds": marks, "complete": done is not None,
         "seconds": done, "per_s": len(lines) / done if done else None, "stored_events": stored,
         "customers_in_views": customers, "exit_codes": codes, "cpu_seconds": cpu,
