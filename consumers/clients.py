@@ -30,6 +30,7 @@ class Record(NamedTuple):
     offset: int
     key: bytes | None
     value: bytes | None
+    headers: list[tuple[str, bytes]] | None = None  # read only by a consumer made with headers=True
 
 
 #: Told the partitions just assigned; answers the offset to start each at, or None when it
@@ -43,8 +44,9 @@ class GroupConsumer:
     records of a poll by partition, and commits only when asked."""
 
     def __init__(self, settings: Settings, group_id: str, poll_batches: int = POLL_BATCHES, *,
-                 fetch_min_bytes: int = 1, fetch_max_wait_ms: int = 500) -> None:
+                 fetch_min_bytes: int = 1, fetch_max_wait_ms: int = 500, headers: bool = False) -> None:
         timeout = settings.group_timeout_ms
+        self.headers = headers
         # A poll spreads over the partitions: room for a full batch from several of them, cut
         # back to batches of batch_size by the services.
         self.max_records = settings.batch_size * poll_batches
@@ -113,7 +115,8 @@ class GroupConsumer:
             records = polled.get(key)
             if records is None:
                 records = polled[key] = []
-            records.append(Record(message.offset(), message.key(), message.value()))
+            records.append(Record(message.offset(), message.key(), message.value(),
+                                  message.headers() if self.headers else None))
         return polled
 
     def commit_async(self, offsets: Mapping[Partition, int]) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from consumers.clients import GroupConsumer, Partition
-from consumers.outbound import from_message
+from consumers.outbound import from_record
 from consumers.positions import StoredPositions
 from consumers.service import HealthFile, StopSignal, run_until_stopped
 from lifecycle.runtime import Runtime
@@ -39,7 +39,7 @@ class ProjectService:
         # return 20 batches, and the broker waits up to 300 ms to gather half a MiB.
         self.consumer = GroupConsumer(
             self.settings, f"{self.settings.group_prefix}-project", poll_batches=20,
-            fetch_min_bytes=512 * 1024, fetch_max_wait_ms=300,
+            fetch_min_bytes=512 * 1024, fetch_max_wait_ms=300, headers=True,
         )
         self._dirty = False
         self._last_refresh = 0.0
@@ -72,14 +72,15 @@ class ProjectService:
             self._dirty, self._last_refresh = False, time.monotonic()
 
     def apply(self, tp: Partition, records: Sequence[Any]) -> None:
-        """1. decode (position = offset + 1)  2. views + position in one transaction  3. Kafka commit (lag only)"""
+        """1. read (position = offset + 1; an entity's event is decoded only if the runner
+              lacks its version)  2. views + position in one transaction  3. Kafka commit (lag only)"""
         name = position_name(tp.topic, tp.partition)
         stored = self.rt.views.position(name) or 0
         fresh = [r for r in records if r.offset + 1 > stored]
         if not fresh:
             return
-        # 1. decode
-        events = [from_message(r.value, r.offset + 1) for r in fresh]
+        # 1. read
+        events = [from_record(r.value, r.headers, r.offset + 1) for r in fresh]
         # 2. one transaction (an event whose aggregate version is already applied is ignored)
         self.rt.runner.apply(events, expected_position=stored or None, consumer=name)
         self._dirty = True

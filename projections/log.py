@@ -9,7 +9,7 @@ see eventsourcing objects, only these.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple, Protocol
@@ -43,6 +43,26 @@ class LogEvent(NamedTuple):
     name: str  # the event's class name, e.g. PurchaseRecorded
     recorded_at: datetime
     payload: Mapping[str, Any]  # JSON-able: decimals, dates and times as strings
+
+
+class DeferredEvent(NamedTuple):
+    """An entity's event known by its place and identity, its body not decoded yet: a
+    ``lifecycle.events`` message whose headers name its aggregate and version
+    (``consumers.outbound.from_record``). The runner decodes it only when it does not hold that
+    version already. The projector runs behind ingest and reads a customer's whole stored
+    history when it first meets it, so most messages bring versions it holds (~83k of 110k in
+    an ``e2e_kafka`` run): reading one by its headers costs 1.7 µs of CPU, decoding it 5.4."""
+
+    position: int
+    aggregate_type: str  # Customer | Deal
+    aggregate_id: str
+    version: int
+    name: str
+    body: bytes
+    decoder: Callable[[DeferredEvent], LogEvent]  # raises if the body is not this event
+
+    def decoded(self) -> LogEvent:
+        return self.decoder(self)
 
 
 class Clocked(NamedTuple):

@@ -40,7 +40,7 @@ from projections.customers import (
 )
 from projections.deals import derive_deal
 from projections.folds import fold_rows
-from projections.log import LogEvent, LogSource
+from projections.log import DeferredEvent, LogEvent, LogSource
 from projections.store import ViewChange, ViewStore
 from projections.summaries import SummaryParts, compute_summaries
 from projections.tables import ALL_TABLES, CUSTOMER_FOLDS
@@ -105,14 +105,16 @@ class ProjectionRunner:
         return applied
 
     def apply(
-        self, events: Sequence[LogEvent], expected_position: int | None, consumer: str | None = None
+        self, events: Sequence[LogEvent | DeferredEvent], expected_position: int | None,
+        consumer: str | None = None,
     ) -> None:
         """One step, one transaction, ending at ``events[-1].position`` for ``consumer``
         (this runner's own by default; a Kafka consumer names its partition):
 
         1. split the events into entity events (customers, deals) and receipts
         2. the history of every entity touched: cached, or read whole from the event store;
-           add the step's events it does not hold (by version)
+           add the step's events it does not hold (by version; a ``DeferredEvent`` is decoded
+           only then)
         3. derive the rows of each entity with new events, or read from the store, in
            business-time order: a customer's cached fold takes just the new facts when they all
            come after the ones it took (else its whole history is folded again), and only its
@@ -128,7 +130,7 @@ class ProjectionRunner:
             self._forget()
         self.refresh_keys(_customers_of(events))
         # 1. split
-        entity_events: dict[str, list[LogEvent]] = defaultdict(list)
+        entity_events: dict[str, list[LogEvent | DeferredEvent]] = defaultdict(list)
         rejections = []
         for event in events:
             if event.aggregate_type in _ENTITY_TYPES:
@@ -141,8 +143,9 @@ class ProjectionRunner:
         known, read = self._histories_of(entity_events)
         added: dict[str, list[LogEvent]] = defaultdict(list)
         for entity_id, new in entity_events.items():
-            for event in sorted(new, key=lambda e: e.version):
-                if event.version not in known[entity_id]:
+            for delivered in sorted(new, key=lambda e: e.version):
+                if delivered.version not in known[entity_id]:
+                    event = delivered.decoded() if type(delivered) is DeferredEvent else delivered
                     known[entity_id][event.version] = event
                     added[entity_id].append(event)
         # 3. derive (a cached entity whose events were all applied before keeps its rows)
@@ -226,7 +229,7 @@ class ProjectionRunner:
 
     @staticmethod
     def _erased_keys(
-        entity_events: dict[str, list[LogEvent]], known: dict[str, dict[int, LogEvent]]
+        entity_events: dict[str, list[LogEvent | DeferredEvent]], known: dict[str, dict[int, LogEvent]]
     ) -> list[str]:
         """Customer keys of the customers erased in this step."""
         keys = (_key_if_erased(new, known[entity_id].values()) for entity_id, new in entity_events.items())
@@ -247,7 +250,7 @@ class ProjectionRunner:
             replace["deal_stage_history"][deal_key] = stages
 
     def _histories_of(
-        self, entity_events: dict[str, list[LogEvent]]
+        self, entity_events: dict[str, list[LogEvent | DeferredEvent]]
     ) -> tuple[dict[str, dict[int, LogEvent]], set[str]]:
         """Each entity's history by version, from the cache or else (one query for them all)
         every event the event store holds for it; and the ids of those read from the store."""
@@ -377,7 +380,7 @@ class RebuiltPart(NamedTuple):
         return RebuiltPart(self.copied + other.copied, self.erased + other.erased, self.summaries)
 
 
-def _key_if_erased(new: Iterable[LogEvent], history: Iterable[LogEvent]) -> str | None:
+def _key_if_erased(new: Iterable[LogEvent | DeferredEvent], history: Iterable[LogEvent]) -> str | None:
     """The customer key of an entity erased by one of ``new``, found on its FirstSeen in
     ``history``; None otherwise (no erasure, or no FirstSeen yet)."""
     if not any(e.name == "Erased" for e in new):
@@ -441,7 +444,7 @@ def _customers_in(histories: Sequence[list[LogEvent]]) -> list[str]:
     return ids
 
 
-def _customers_of(events: Sequence[LogEvent]) -> list[str]:
+def _customers_of(events: Sequence[LogEvent | DeferredEvent]) -> list[str]:
     """Ids of the customers whose personal data these events may reveal."""
     ids = []
     for event in events:

@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from consumers.outbound import _contract_json, from_message, to_message
+from consumers.outbound import MessageMismatch, _contract_json, from_message, from_record, to_message
 from lifecycle.simulate import simulate
-from projections.log import EngineLogSource, LogEvent
+from projections.log import DeferredEvent, EngineLogSource, LogEvent
 from schemas.outbound import OutboundEvent
 from tests.backends import runtime_factory
 
@@ -42,7 +42,15 @@ def test_every_stored_event_is_written_as_the_model_writes_it(tmp_path):
             occurred_at = datetime.fromisoformat(occurred) if occurred else None
             assert _contract_json(event, occurred_at) == value  # the fast way, not the model's
             assert from_message(value, 7) == event._replace(position=7)
-            assert _ == [("event_type", f"{event.aggregate_type}.{event.name}".encode())]
+            assert _ == [("event_type", f"{event.aggregate_type}.{event.name}".encode()),
+                         ("aggregate_id", event.aggregate_id.encode()), ("version", str(event.version).encode())]
+            read = from_record(value, _, 7)
+            if event.aggregate_type == "InboundReceipt":  # its body makes the rejections: read now
+                assert read == event._replace(position=7)
+            else:
+                assert type(read) is DeferredEvent
+                assert read[:5] == (7, event.aggregate_type, event.aggregate_id, event.version, event.name)
+                assert read.decoded() == event._replace(position=7)
     finally:
         rt.close()
 
@@ -90,3 +98,29 @@ def test_a_payload_orjson_refuses_is_left_to_the_model():
     with pytest.raises(ValueError, match="surrogates not allowed"):
         to_message(lone, "k")
 
+
+
+def _customer_event(version: int = 3) -> LogEvent:
+    return LogEvent(position=1, aggregate_type="Customer", aggregate_id="c-1", version=version, name="FactRecorded",
+                    recorded_at=datetime(2026, 1, 2, tzinfo=UTC), payload={"occurred_at": None})
+
+
+@pytest.mark.parametrize("headers", [
+    None,  # a relay from before the aggregate headers
+    [("event_type", b"Customer.FactRecorded")],
+    [("event_type", b"Customer.FactRecorded"), ("aggregate_id", b"c-1"), ("version", b"three")],
+    [("event_type", b"Customer.FactRecorded"), ("aggregate_id", None), ("version", b"3")],
+    [("event_type", b"\xff"), ("aggregate_id", b"c-1"), ("version", b"3")],
+])
+def test_a_message_without_usable_aggregate_headers_is_decoded_at_once(headers):
+    _, value, _ = to_message(_customer_event(), "k")
+    assert from_record(value, headers, 9) == _customer_event()._replace(position=9)
+
+
+def test_a_message_whose_headers_name_another_event_is_refused_when_decoded():
+    _, value, headers = to_message(_customer_event(version=3), "k")
+    wrong = [(k, b"4" if k == "version" else v) for k, v in headers]
+    deferred = from_record(value, wrong, 9)
+    assert type(deferred) is DeferredEvent and deferred.version == 4
+    with pytest.raises(MessageMismatch, match="offset 8"):
+        deferred.decoded()

@@ -7,7 +7,10 @@ from unittest.mock import patch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from consumers.outbound import _decode_deferred, from_record, to_message
+from lifecycle.simulate import simulate
 from lifecycle.stages import load_stage_model
+from projections.log import DeferredEvent
 from projections.runner import CONSUMER, _chunks
 from projections.tables import ALL_TABLES
 from tests.backends import runtime_factory
@@ -108,7 +111,8 @@ def test_a_delivering_consumer_beside_the_logs_own_gives_the_views_of_a_rebuild(
     half a page back, as a relay that crashed before recording its position sends again).
     Whatever the interleaving, whichever applied an event first, and with the cached histories
     dropped at any step (an entity not cached is read whole from the event store, ahead of
-    both consumers), the views at the end equal a rebuild's."""
+    both consumers), the views at the end equal a rebuild's. The partition's events go through
+    the relay's messages and are read as ``project`` reads them (``from_record``)."""
     rt = fresh()
     partition = "kafka:lifecycle.events:0"
     chunk = -(-len(lines) // (len(steps) + 1))
@@ -126,8 +130,9 @@ def test_a_delivering_consumer_beside_the_logs_own_gives_the_views_of_a_rebuild(
         at = rt.views.position(consumer) or 0
         if own:
             events = rt.runner.source.read(at, count)
-        else:
-            events = [e._replace(position=offset) for offset, e in enumerate(sent[at:at + count], at + 1)]
+        else:  # as ``project`` reads the messages: an entity's event decoded only if it is new
+            events = [from_record(value, headers, offset)
+                      for offset, (_, value, headers) in enumerate(map(_as_message, sent[at:at + count]), at + 1)]
         if events:
             rt.runner.apply(events, expected_position=at or None, consumer=consumer)
     assert relayed == len(log) and rt.views.position(CONSUMER) == log[-1].position
@@ -135,6 +140,46 @@ def test_a_delivering_consumer_beside_the_logs_own_gives_the_views_of_a_rebuild(
     stepped = views(rt)
     rt.runner.rebuild(TODAY)
     assert views(rt) == stepped
+
+
+def _as_message(event):
+    return to_message(event, "key")
+
+
+def test_a_delivered_event_is_decoded_only_when_its_version_is_new():
+    """A partition's customer and deal events come deferred (``from_record``): one whose version
+    the runner holds, read ahead from the store or delivered before, is never decoded."""
+    rt = fresh()
+    partition = "kafka:lifecycle.events:0"
+    lines = simulate(customers=8, seed=11, start=date(2024, 1, 1), days=300)
+    decoded = []
+
+    def counted(deferred):
+        decoded.append((deferred.aggregate_id, deferred.version))
+        return _decode_deferred(deferred)
+
+    def deliver(events, at):
+        read = [from_record(value, headers, offset)
+                for offset, (_, value, headers) in enumerate(map(_as_message, events), at + 1)]
+        read = [e._replace(decoder=counted) if type(e) is DeferredEvent else e for e in read]
+        rt.runner.apply(read, expected_position=at or None, consumer=partition)
+        return at + len(events)
+
+    rt.engine.ingest(lines[: len(lines) // 2])
+    first = rt.runner.source.read(0, 10**6)
+    at = deliver(first, 0)
+    assert decoded == []  # every entity was read whole from the store when first met
+    cached = {e.aggregate_id for e in first}
+    rt.engine.ingest(lines[len(lines) // 2:])
+    later = rt.runner.source.read(first[-1].position, 10**6)
+    deliver(first[-20:] + later, at)  # a relay's re-send of 20 events, then the later ones
+    expected = [(e.aggregate_id, e.version) for e in later
+                if e.aggregate_type in ("Customer", "Deal") and e.aggregate_id in cached]
+    assert expected and sorted(decoded) == sorted(expected)
+    rt.runner.refresh_summaries(TODAY)
+    delivered = views(rt)
+    rt.runner.rebuild(TODAY)
+    assert views(rt) == delivered
 
 
 @SETTINGS
