@@ -36,15 +36,15 @@ def test_every_stored_event_is_written_as_the_model_writes_it(tmp_path):
         events = EngineLogSource(rt.engine).read(0, 100_000)
         assert {e.aggregate_type for e in events} == {"Customer", "Deal", "InboundReceipt"}
         for event in events:
-            key, value, _ = to_message(event, "k")
+            key, value, headers = to_message(event, "k")
             assert value == model_bytes(event)
             occurred = event.payload.get("occurred_at")
             occurred_at = datetime.fromisoformat(occurred) if occurred else None
             assert _contract_json(event, occurred_at) == value  # the fast way, not the model's
             assert from_message(value, 7) == event._replace(position=7)
-            assert _ == [("event_type", f"{event.aggregate_type}.{event.name}".encode()),
-                         ("aggregate_id", event.aggregate_id.encode()), ("version", str(event.version).encode())]
-            read = from_record(value, _, 7)
+            assert headers == [("event_type", f"{event.aggregate_type}.{event.name}".encode()),
+                               ("aggregate_id", event.aggregate_id.encode()), ("version", str(event.version).encode())]
+            read = from_record(value, headers, 7)
             if event.aggregate_type == "InboundReceipt":  # its body makes the rejections: read now
                 assert read == event._replace(position=7)
             else:
@@ -97,7 +97,6 @@ def test_a_payload_orjson_refuses_is_left_to_the_model():
     lone = big._replace(payload={"lone": "\ud800"})  # not Unicode: neither can write it
     with pytest.raises(ValueError, match="surrogates not allowed"):
         to_message(lone, "k")
-
 
 
 def _customer_event(version: int = 3) -> LogEvent:
