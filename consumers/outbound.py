@@ -8,7 +8,7 @@ from typing import Any, get_args
 import orjson
 
 from consumers.errors import ConsumersError
-from projections.log import DeferredEvent, LogEvent
+from projections.log import ENTITY_TYPES, DeferredEvent, LogEvent
 from schemas.outbound import OUTBOUND_SCHEMA_VERSION, OutboundEvent
 
 _AGGREGATE_TYPES = frozenset(get_args(OutboundEvent.model_fields["aggregate_type"].annotation))
@@ -106,9 +106,6 @@ class MessageMismatch(ConsumersError):
     """A message's headers name another event than its value holds."""
 
 
-_DEFERRABLE = frozenset({"Customer", "Deal"})  # a receipt's body is always read (rejections)
-
-
 def from_record(value: bytes, headers: list[tuple[str, bytes]] | None, position: int) -> LogEvent | DeferredEvent:
     """What the projector takes from a message: a customer's or deal's event as its headers
     name it, decoded only if the runner needs it (``DeferredEvent``); anything else, or a
@@ -121,7 +118,7 @@ def from_record(value: bytes, headers: list[tuple[str, bytes]] | None, position:
             version = int(named["version"])
         except (KeyError, ValueError, AttributeError):  # missing, not text, not a number, None
             return from_message(value, position)
-        if aggregate_type in _DEFERRABLE and name:
+        if aggregate_type in ENTITY_TYPES and name:  # a receipt's body is read now (rejections)
             return DeferredEvent(position, aggregate_type, aggregate_id, version, name, value, _decode_deferred)
     return from_message(value, position)
 

@@ -45,6 +45,11 @@ class LogEvent(NamedTuple):
     payload: Mapping[str, Any]  # JSON-able: decimals, dates and times as strings
 
 
+#: The aggregates whose events the runner derives views from, each by its version; every other
+#: stored event is a receipt (``InboundReceipt``), read for the rejections.
+ENTITY_TYPES = ("Customer", "Deal")
+
+
 class DeferredEvent(NamedTuple):
     """An entity's event known by its place and identity, its body not decoded yet: a
     ``lifecycle.events`` message whose headers name its aggregate and version
@@ -54,7 +59,7 @@ class DeferredEvent(NamedTuple):
     an ``e2e_kafka`` run): reading one by its headers costs 1.7 µs of CPU, decoding it 5.4."""
 
     position: int
-    aggregate_type: str  # Customer | Deal
+    aggregate_type: str  # one of ENTITY_TYPES
     aggregate_id: str
     version: int
     name: str

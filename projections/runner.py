@@ -40,14 +40,13 @@ from projections.customers import (
 )
 from projections.deals import derive_deal
 from projections.folds import fold_rows
-from projections.log import DeferredEvent, LogEvent, LogSource
+from projections.log import ENTITY_TYPES, DeferredEvent, LogEvent, LogSource
 from projections.store import ViewChange, ViewStore
 from projections.summaries import SummaryParts, compute_summaries
 from projections.tables import ALL_TABLES, CUSTOMER_FOLDS
 
 CONSUMER = "projections"
 SUMMARIES = "summaries"
-_ENTITY_TYPES = ("Customer", "Deal")
 # Entities derived per transaction in a rebuild: at most this many, holding at most about this
 # many events between them (their histories are in memory together; one entity's always fits).
 REBUILD_ENTITIES = 1000
@@ -133,7 +132,7 @@ class ProjectionRunner:
         entity_events: dict[str, list[LogEvent | DeferredEvent]] = defaultdict(list)
         rejections = []
         for event in events:
-            if event.aggregate_type in _ENTITY_TYPES:
+            if event.aggregate_type in ENTITY_TYPES:
                 entity_events[event.aggregate_id].append(event)
             elif event.aggregate_type == "InboundReceipt":
                 row = rejection_row(event, self.reveal)
@@ -332,7 +331,7 @@ class ProjectionRunner:
             rejections = []
             for history in chunk:
                 kind = history[0].aggregate_type
-                if kind in _ENTITY_TYPES:
+                if kind in ENTITY_TYPES:
                     entity_id = history[0].aggregate_id
                     self._derive(entity_id, history, by_table)
                     if (key := _key_if_erased(history, history)) is not None:
