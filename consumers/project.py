@@ -2,7 +2,9 @@
 
 Each partition's batch is written with ``kafka:<topic>:<partition>`` = next
 offset in one view-store transaction; on every assignment the consumer seeks
-there. The summary tables are refreshed when the consumer is idle.
+there. A message that is not the outbound contract is set aside in that
+transaction (``consumers.unreadable``) and the partition goes on. The summary
+tables are refreshed when the consumer is idle.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from consumers.clients import GroupConsumer, Partition
-from consumers.outbound import from_record
+from consumers.clients import GroupConsumer, Partition, Record
+from consumers.outbound import UnreadableMessage, from_record, named_event
 from consumers.positions import StoredPositions
 from consumers.service import HealthFile, StopSignal, run_until_stopped
+from consumers.unreadable import UNREADABLE_MESSAGES, unreadable_row
 from lifecycle.runtime import Runtime
+from projections.log import DeferredEvent, LogEvent
 
 REFRESH_SECONDS = 5.0
 
@@ -41,6 +45,7 @@ class ProjectService:
             self.settings, f"{self.settings.group_prefix}-project", poll_batches=20,
             fetch_min_bytes=512 * 1024, fetch_max_wait_ms=300, headers=True,
         )
+        rt.views.create([UNREADABLE_MESSAGES])
         self._dirty = False
         self._last_refresh = 0.0
         # After a rebalance another process may have written these partitions: the runner drops
@@ -71,19 +76,59 @@ class ProjectService:
             self.rt.runner.refresh_summaries()
             self._dirty, self._last_refresh = False, time.monotonic()
 
-    def apply(self, tp: Partition, records: Sequence[Any]) -> None:
+    def apply(self, tp: Partition, records: Sequence[Record]) -> None:
         """1. read (position = offset + 1; an entity's event is decoded only if the runner
-              lacks its version)  2. views + position in one transaction  3. Kafka commit (lag only)"""
+              lacks its version); a message that is not the contract is set aside
+              (``_set_aside``)
+           2. views, set-aside messages and position in one transaction; an entity's event
+              that the runner finds unreadable when it decodes it is set aside too, and the
+              step is done again
+           3. Kafka commit (lag only)"""
         name = position_name(tp.topic, tp.partition)
         stored = self.rt.views.position(name) or 0
         fresh = [r for r in records if r.offset + 1 > stored]
         if not fresh:
             return
         # 1. read
-        events = [from_record(r.value, r.headers, r.offset + 1) for r in fresh]
-        # 2. one transaction (an event whose aggregate version is already applied is ignored)
-        self.rt.runner.apply(events, expected_position=stored or None, consumer=name)
+        events: dict[int, LogEvent | DeferredEvent | None] = {}  # by position; None: set aside
+        set_aside: list[dict[str, Any]] = []
+        for r in fresh:
+            try:
+                events[r.offset + 1] = from_record(r.value, r.headers, r.offset + 1)
+            except UnreadableMessage as e:
+                events[r.offset + 1] = self._set_aside(tp, r, e, set_aside)
+        end = fresh[-1].offset + 1
+        # 2. one transaction (an event whose aggregate version is already applied is ignored).
+        # The runner decodes a deferred event only when it lacks its version; one it cannot
+        # decode is set aside and the step done again (a failed step writes nothing).
+        while True:
+            try:
+                self.rt.runner.apply([e for e in events.values() if e is not None],
+                                     expected_position=stored or None, consumer=name, position=end,
+                                     append={UNREADABLE_MESSAGES.name: set_aside})
+                break
+            except UnreadableMessage as e:
+                if type(events.get(e.position)) is not DeferredEvent:
+                    raise  # not one of this step's deferred events: a fault, not a message
+                record = next(r for r in fresh if r.offset + 1 == e.position)
+                events[e.position] = self._set_aside(tp, record, e, set_aside)
         self._dirty = True
         # 3. monitoring only: not waited for (a failed commit is made good by the next one)
-        self.consumer.commit_async({tp: events[-1].position})
-        self.log.info("batch_projected", partition=tp.partition, next_offset=events[-1].position, count=len(events))
+        self.consumer.commit_async({tp: end})
+        self.log.info("batch_projected", partition=tp.partition, next_offset=end, count=len(fresh))
+
+    def _set_aside(self, tp: Partition, record: Record, error: UnreadableMessage,
+                   set_aside: list[dict[str, Any]]) -> LogEvent | None:
+        """A row for ``unreadable_messages``, and the stored event the message's headers name,
+        read from the event store (None when they name none)."""
+        named = named_event(record.headers)
+        recovered = None
+        if named is not None:
+            aggregate_type, aggregate_id, version, _ = named
+            stored = self.rt.runner.source.histories_of([aggregate_id]).get(aggregate_id, [])
+            recovered = next((event._replace(position=error.position) for event in stored
+                              if event.version == version and event.aggregate_type == aggregate_type), None)
+        set_aside.append(unreadable_row(tp.topic, tp.partition, record, error.reason, recovered is not None))
+        self.log.warning("message_unreadable", partition=tp.partition, offset=record.offset,
+                         reason=error.reason, recovered=recovered is not None)
+        return recovered

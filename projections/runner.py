@@ -105,10 +105,12 @@ class ProjectionRunner:
 
     def apply(
         self, events: Sequence[LogEvent | DeferredEvent], expected_position: int | None,
-        consumer: str | None = None,
+        consumer: str | None = None, position: int | None = None,
+        append: dict[str, list[dict[str, Any]]] | None = None,
     ) -> None:
-        """One step, one transaction, ending at ``events[-1].position`` for ``consumer``
-        (this runner's own by default; a Kafka consumer names its partition):
+        """One step, one transaction, ending at ``position`` (by default ``events[-1].position``)
+        for ``consumer`` (this runner's own by default; a Kafka consumer names its partition),
+        with the rows of ``append`` (other tables than the runner's) written in it too:
 
         1. split the events into entity events (customers, deals) and receipts
         2. the history of every entity touched: cached, or read whole from the event store;
@@ -119,9 +121,10 @@ class ProjectionRunner:
            come after the ones it took (else its whole history is folded again), and only its
            tables whose rows changed are written; the folds at the fold points it passed are
            kept (``projections.folds``)
-        4. write rejections, entity rows, kept folds and position together
+        4. write rejections, entity rows, kept folds, ``append`` and position together
         """
         consumer = consumer or self.consumer
+        position = events[-1].position if position is None else position
         # The cached histories hold only what this runner wrote: if another process wrote a step
         # since (a CLI beside a service, a partition that moved), an entity may have events the
         # cache lacks.
@@ -170,17 +173,17 @@ class ProjectionRunner:
             self.store.write(
                 ViewChange(
                     consumer=consumer,
-                    position=events[-1].position,
+                    position=position,
                     expected_position=expected_position,
                     check_position=True,
-                    append={"rejections": rejections, CUSTOMER_FOLDS.name: kept_folds},
+                    append={"rejections": rejections, CUSTOMER_FOLDS.name: kept_folds, **(append or {})},
                     replace_entities=replace,
                 )
             )
         except BaseException:
             self._forget()  # the folds may have taken facts that were not written
             raise
-        self._wrote[consumer] = events[-1].position
+        self._wrote[consumer] = position
         for entity_id in entity_events:
             self._histories[entity_id] = known[entity_id]
             self._histories.move_to_end(entity_id)

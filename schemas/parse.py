@@ -27,7 +27,8 @@ from schemas.envelope import envelope_model
 from schemas.fields import coerce_version
 from schemas.versions import DATA_MODELS, EVENT_TYPES, LATEST_VERSION, latest_model, upcast
 
-__all__ = ["MAX_EVENT_BYTES", "EVENT_TYPES", "LATEST_VERSION", "InboundEvent", "Rejection", "parse"]
+__all__ = ["MAX_EVENT_BYTES", "EVENT_TYPES", "LATEST_VERSION", "InboundEvent", "Rejection", "describe_problems",
+           "parse"]
 
 #: Largest accepted event, in bytes, without its line ending.
 MAX_EVENT_BYTES = 65536
@@ -189,7 +190,7 @@ def _parse_document(document: dict[str, Any], raw: bytes) -> InboundEvent | Reje
     try:
         envelope = envelope_model(event_type, version).model_validate(document)
     except ValidationError as error:
-        return reject(_describe(error))
+        return reject(describe_problems(error))
     data: EventData = envelope.data  # type: ignore[attr-defined]
     if version != latest:
         try:
@@ -197,7 +198,7 @@ def _parse_document(document: dict[str, Any], raw: bytes) -> InboundEvent | Reje
                 upcast(event_type, version, data.model_dump(exclude_unset=True))
             )
         except ValidationError as error:
-            return reject(f"data upcast from v{version} to v{latest} is invalid: {_describe(error)}")
+            return reject(f"data upcast from v{version} to v{latest} is invalid: {describe_problems(error)}")
     return InboundEvent(
         id=envelope.id,
         source=envelope.source,
@@ -246,7 +247,9 @@ def _message(problem: Any) -> str:
     return message[:1].lower() + message[1:]
 
 
-def _describe(error: ValidationError) -> str:
+def describe_problems(error: ValidationError) -> str:
+    """The first problems of a validation error, each as ``where: what``, in plain words, on
+    one printable line."""
     problems = []
     for problem in error.errors(include_url=False, include_input=False):
         where = ".".join(_clip(str(part)) for part in problem["loc"])
@@ -254,7 +257,7 @@ def _describe(error: ValidationError) -> str:
     reason = "; ".join(problems[:MAX_PROBLEMS])
     if len(problems) > MAX_PROBLEMS:
         reason += f" (and {len(problems) - MAX_PROBLEMS} more)"
-    return reason
+    return _one_line(reason)
 
 
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")

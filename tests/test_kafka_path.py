@@ -6,6 +6,7 @@ services are killed with SIGKILL at random moments and the same events are publi
 
 from __future__ import annotations
 
+import base64
 import random
 import time
 import uuid
@@ -13,7 +14,10 @@ from datetime import date
 
 import psycopg
 import pytest
+from confluent_kafka import Producer
 from kafka import KafkaConsumer
+
+from consumers.unreadable import UNREADABLE_MESSAGES
 
 from lifecycle.audit import verify
 from lifecycle.simulate import simulate
@@ -82,6 +86,39 @@ def test_views_after_the_kafka_path_equal_the_embedded_path(kafka_path, kafka_bo
     assert len({m.value for m in dead}) == len(malformed) > 150  # the burst, and the rest flowed
     headers = dict(dead[0].headers)
     assert headers["reason"] and headers["source_topic"] == env["LIFECYCLE_TOPIC_INBOUND"].encode()
+
+
+def test_project_goes_past_messages_on_lifecycle_events_that_are_not_the_contract(
+        kafka_path, kafka_bootstrap, lines, embedded):
+    """Another producer's messages on ``lifecycle.events`` (not JSON, a tombstone, headers that
+    name no stored event) are set aside with their bytes: ``project`` does not stop at them and
+    the views lose nothing."""
+    env, services, rt = kafka_path
+    topic = env["LIFECYCLE_TOPIC_EVENTS"]
+    stranger = [("event_type", b"Customer.Registered"), ("aggregate_id", str(uuid.uuid4()).encode()),
+                ("version", b"1")]
+    # (partition, value, headers), in the order of the rows below: by partition and offset
+    poison = [(0, b"<html>502 Bad Gateway</html>\x00\xff", None), (0, b"\xfe", [("version", b"x")]),
+              (1, None, None), (2, b'{"schema_version": 1}', stranger)]
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "client.id": "another-producer"})
+    failures = []
+    for partition, value, headers in poison:
+        producer.produce(topic, value=value, key=b"k", partition=partition, headers=headers,
+                         on_delivery=lambda err, _: failures.append(err) if err else None)
+    assert producer.flush(30) == 0 and not failures
+    del producer  # gone before the broker stops
+    services.start_all()
+    publish(kafka_bootstrap, env["LIFECYCLE_TOPIC_INBOUND"], lines)
+    wait_caught_up(rt, kafka_bootstrap, services)  # fails if project stopped
+    assert snapshot(rt, AS_OF) == embedded
+    assert services.stop_all() == {name: 0 for name in SERVICES}
+    rt.views.create([UNREADABLE_MESSAGES])  # known to this process's view store (made by project)
+    rows = sorted(rt.views.rows(UNREADABLE_MESSAGES.name), key=lambda r: (r["kafka_partition"], r["kafka_offset"]))
+    assert [(r["kafka_partition"], r["kafka_offset"], r["recovered"]) for r in rows] == [
+        (0, 0, False), (0, 1, False), (1, 0, False), (2, 0, False)]
+    assert [base64.b64decode(r["value_base64"]) for r in rows] == [value or b"" for _, value, _ in poison]
+    assert rows[2]["reason"] == "has no value" and "field required" in rows[3]["reason"]
+    assert rows[1]["headers"] == [["version", "x"]] and "\x00" not in rows[0]["value"]
 
 
 def test_sigkill_at_random_moments_loses_nothing_and_doubles_nothing(kafka_path, kafka_bootstrap, lines, embedded):

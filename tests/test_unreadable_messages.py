@@ -1,0 +1,160 @@
+"""``project`` goes past a ``lifecycle.events`` message that is not the contract, sets it aside with
+why and its bytes, and loses nothing the event store holds (``consumers.unreadable``).
+
+The service runs in this process against the development broker (its consumer is made, never
+polled) and an embedded store; its steps get records as its polls hand them over.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+from datetime import date
+
+import pytest
+import structlog
+
+from consumers.clients import Partition, Record
+from consumers.outbound import to_message
+from consumers.project import ProjectService
+from consumers.unreadable import UNREADABLE_MESSAGES
+from lifecycle.runtime import Runtime
+from lifecycle.simulate import simulate
+from tests.backends import runtime_factory
+
+pytestmark = pytest.mark.integration
+TODAY = date(2025, 1, 1)
+TOPIC = "lifecycle.events"
+PARTITION = Partition(TOPIC, 0)
+GARBAGE = b"<html>502 Bad Gateway</html>\x00\xff"
+
+
+@pytest.fixture
+def rt(tmp_path, kafka_bootstrap):
+    runtime: Runtime = runtime_factory("sqlite", tmp_path, lambda: "")()
+    runtime.settings = dataclasses.replace(runtime.settings, kafka_bootstrap=kafka_bootstrap)
+    yield runtime
+    runtime.close()
+
+
+@pytest.fixture
+def service(rt):
+    project = ProjectService(rt, structlog.get_logger())
+    yield project
+    project.consumer.close()
+
+
+def ingest_half(rt: Runtime, which: int) -> list:
+    """Store the first or second half of a population (two malformed events among the first:
+    receipts); the log's events it added."""
+    lines = simulate(customers=40, seed=5, start=date(2024, 1, 1), days=300)
+    first, second = lines[: len(lines) // 2], lines[len(lines) // 2:]
+    first[3:3] = [b'{"specversion": "1.0", "id": 7}', b"not json"]
+    before = rt.engine.recorder.max_notification_id() or 0
+    rt.engine.ingest(first if which == 1 else second)
+    return rt.runner.source.read(before, 10**6)
+
+
+def records(events, first_offset: int = 0) -> list[Record]:
+    """The relay's messages of ``events``, at consecutive offsets."""
+    return [Record(offset, *message[:2], message[2])
+            for offset, message in enumerate((to_message(e, "key") for e in events), first_offset)]
+
+
+def views(rt: Runtime) -> dict[str, list[dict]]:
+    rt.runner.refresh_summaries(TODAY)
+    return {t: sorted(map(repr, rt.views.rows(t))) for t in ("customer_current", "stage_history",
+                                                             "customer_purchases", "deal_current", "rejections")}
+
+
+def rebuilt(rt: Runtime) -> dict[str, list[dict]]:
+    rt.runner.rebuild(TODAY)
+    return views(rt)
+
+
+def set_aside(rt: Runtime) -> dict[int, dict]:
+    return {row["kafka_offset"]: row for row in rt.views.rows(UNREADABLE_MESSAGES.name)}
+
+
+def test_a_message_without_usable_headers_that_is_not_the_contract_is_set_aside(rt, service):
+    log = ingest_half(rt, 1) + ingest_half(rt, 2)
+    batch = records(log)
+    at = [3, len(batch) // 2, len(batch)]  # the last one too: the step still ends past it
+    for offset in reversed(at):
+        batch.insert(offset, Record(offset, b"key", GARBAGE + str(offset).encode(), None))
+    batch.insert(7, Record(7, b"key", b'{"aggregate_type": "Customer"}', [("version", b"not a number")]))
+    batch.insert(9, Record(9, b"key", None, None))  # a tombstone
+    batch = [r._replace(offset=i) for i, r in enumerate(batch)]
+    service.apply(PARTITION, batch)
+    assert rt.views.position(f"kafka:{TOPIC}:0") == len(batch)
+    rows = set_aside(rt)
+    unreadable = [r.offset for r in batch if r.value is None or not r.value.startswith(b'{"schema_version"')]
+    assert sorted(rows) == unreadable and len(unreadable) == 5
+    for record in batch:
+        if record.offset in rows:
+            row = rows[record.offset]
+            assert base64.b64decode(row["value_base64"]) == (record.value or b"")
+            assert not row["recovered"] and row["reason"] and "\x00" not in row["value"]
+    assert "not a lifecycle.events message" in rows[batch[-1].offset]["reason"]
+    assert rows[9]["reason"] == "has no value"
+    assert rows[7]["headers"] == [["version", "not a number"]]
+    assert views(rt) == rebuilt(rt)
+
+
+def test_an_unreadable_message_that_names_a_stored_event_is_replaced_by_it(rt, service):
+    """Customers, deals and receipts: decoded at once (a receipt), or by the runner when it
+    lacks the version (a customer's or deal's, as the headers name it): either way the event
+    store's copy takes its place, and the views equal a rebuild's."""
+    log = ingest_half(rt, 1)
+    half = len(log)
+    first = records(log)
+    receipts = [i for i, e in enumerate(log) if e.aggregate_type == "InboundReceipt"]
+    for i in receipts:
+        first[i] = first[i]._replace(value=GARBAGE)
+    service.apply(PARTITION, first)  # every entity met is now held, read from the store
+    log += ingest_half(rt, 2)
+    # A relay's re-send of the last ten events, then the new ones; an entity's event whose
+    # version the runner holds is never read, so its body does not matter.
+    later = records(log[half - 10:], half)
+    resent = [i for i, e in enumerate(log[half - 10:half]) if e.aggregate_type in ("Customer", "Deal")]
+    kinds = {}
+    for i, (record, event) in enumerate(zip(later, log[half - 10:], strict=True)):
+        entity = event.aggregate_type in ("Customer", "Deal")
+        if i in resent or (i >= 10 and entity and event.aggregate_type not in kinds):
+            later[i] = record._replace(value=GARBAGE)
+            if i not in resent:
+                kinds[event.aggregate_type] = record.offset
+    assert receipts and resent and set(kinds) == {"Customer", "Deal"}
+    service.apply(PARTITION, later)
+    rows = set_aside(rt)
+    assert sorted(rows) == receipts + sorted(kinds.values())
+    assert all(row["recovered"] and "not a lifecycle.events message" in row["reason"] for row in rows.values())
+    assert views(rt) == rebuilt(rt)
+
+
+def test_a_message_whose_headers_name_another_event_is_set_aside_for_the_event_they_name(rt, service):
+    log = ingest_half(rt, 1)
+    half = len(log)
+    service.apply(PARTITION, records(log))
+    log += ingest_half(rt, 2)
+    later = records(log[half:], half)
+    customer = next(i for i, e in enumerate(log[half:]) if e.aggregate_type == "Customer" and i > 0)
+    other = next(i for i, e in enumerate(log[half:]) if e.aggregate_id != log[half + customer].aggregate_id)
+    later[customer] = later[customer]._replace(value=later[other].value)
+    service.apply(PARTITION, later)
+    rows = set_aside(rt)
+    assert list(rows) == [later[customer].offset]
+    assert rows[later[customer].offset]["recovered"]
+    assert "by its headers but holds" in rows[later[customer].offset]["reason"]
+    assert views(rt) == rebuilt(rt)
+
+
+def test_headers_that_name_no_stored_event_recover_nothing(rt, service):
+    log = ingest_half(rt, 1)
+    batch = records(log[:10])
+    named = dict(batch[4].headers)
+    batch[4] = batch[4]._replace(value=GARBAGE, headers=[*named.items()][:2] + [("version", b"999")])
+    service.apply(PARTITION, batch)
+    row = set_aside(rt)[4]
+    assert not row["recovered"]
+    assert rt.views.position(f"kafka:{TOPIC}:0") == 10
