@@ -13,13 +13,15 @@
    rounds, ``chaos.victims``: the chaos goes on until each kind was killed once), at least
    twice every connection to the services' database is terminated (``pg_terminate_backend``),
    and the database server itself is crashed and restarted (``--server-crashes``, default once:
-   the run then has a server of its own, ``chaos.database``).
+   the run then has a server of its own, ``chaos.database``). Five times another producer
+   writes messages that are not the outbound contract to ``lifecycle.events`` (``chaos.foreign``).
    A service that dies by itself (not killed by us) is a crash: its log is kept, it is
    restarted, and it is counted, so the run still finishes.
 4. At the end: wait until every service has caught up, then compare every view and report with
    the reference (``tests.kafka_path.snapshot``), count what was lost or doubled, and check
    that every inbound event (``source`` + ``id``, or the bytes of a malformed one) has exactly
-   one row in the inbound ledger, and one receipt event if it was not accepted.
+   one row in the inbound ledger, and one receipt event if it was not accepted, and that
+   ``project`` set aside each foreign message once.
 
 Prints the figures, writes ``chaos/results.json``; exits 1 if anything was lost or doubled or a
 view differs, 2 if the run could not be carried out (infrastructure, timeout).
@@ -53,6 +55,7 @@ from confluent_kafka import Producer
 from eventsourcing.utils import get_topic
 from kafka import KafkaConsumer, TopicPartition
 
+from chaos import foreign
 from chaos.database import ChaosDatabase
 from chaos.victims import VictimDealer, kind_of
 from deploy.broker import Broker, start_broker
@@ -505,6 +508,9 @@ def _chaos(plan: Plan, chunks: list[list[bytes]], db: ChaosDatabase, bootstrap: 
     for name in names:
         sup.start(name)
     upstream = Upstream(bootstrap, env["LIFECYCLE_TOPIC_INBOUND"])
+    # Rounds of another producer's messages on lifecycle.events, spread over the publishing.
+    stranger = foreign.ForeignProducer(bootstrap, env["LIFECYCLE_TOPIC_EVENTS"], int(env["LIFECYCLE_TOPIC_PARTITIONS"]))
+    foreign_at = {max(1, round(len(chunks) * (i + 1) / (foreign.ROUNDS + 1))) for i in range(foreign.ROUNDS)}
     total = sum(len(c) for c in chunks)
     # Terminations spread over the publishing: after 1/(k+1), 2/(k+1), ... of the chunks.
     term_at = [max(1, round(len(chunks) * (i + 1) / (plan.terminations + 1))) for i in range(plan.terminations)]
@@ -580,6 +586,8 @@ def _chaos(plan: Plan, chunks: list[list[bytes]], db: ChaosDatabase, bootstrap: 
             if backlog < plan.max_backlog:
                 upstream.publish(chunks[published_chunks])
                 published_chunks += 1
+                if published_chunks in foreign_at:
+                    stranger.send_round()
             while len(terminations) < plan.terminations and published_chunks >= term_at[len(terminations)]:
                 terminate(f"after chunk {published_chunks}/{len(chunks)}")
             while len(server_crashes) < plan.server_crashes and published_chunks >= crash_at[len(server_crashes)]:
@@ -629,12 +637,14 @@ def _chaos(plan: Plan, chunks: list[list[bytes]], db: ChaosDatabase, bootstrap: 
     # The relay seals what it sends (and, idle, whatever a kill left unsealed): every stored
     # event must be sealed, every chain unbroken.
     audit = store.call(lambda rt: verify(rt.engine.recorder, rt.views))
+    foreign_set_aside = store.call(lambda rt: foreign.set_aside(rt, env["LIFECYCLE_TOPIC_EVENTS"]))
     inbound_end = sum(end_offsets(bootstrap, env["LIFECYCLE_TOPIC_INBOUND"]).values())
     dead = dead_letter_coordinates(bootstrap, env["LIFECYCLE_TOPIC_REJECTED"])
     return {
         "snapshot": kafka_snapshot, "receipts": kafka_receipts, "published": upstream.sent,
         "audit": {"sealed": audit.checked, "unsealed": audit.unsealed, "broken": audit.broken},
         "inbound_topic_messages": inbound_end, "dead_lettered": len(dead),
+        "foreign": {"sent": stranger.sent, "failed": len(stranger.failures), "set_aside": foreign_set_aside},
         "kills": sup.kills, "kills_by_service": dict(sup.kills_by_service),
         "terminations": terminations, "server_crashes": server_crashes, "crashes": sup.crashes,
         "stop_codes": stop_codes,
@@ -724,7 +734,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     figures = {"accepted": accepted, "duplicates": duplicates, "rejected": rejected}
     views_equal = reference["snapshot"] == run["snapshot"]
     sealed = run["audit"]["unsealed"] == 0 and not run["audit"]["broken"] and run["audit"]["sealed"] > 0
-    ok = (lost == 0 and doubled == 0 and views_equal and not any(receipts.values()) and sealed
+    foreign_ok = run["foreign"]["set_aside"] == run["foreign"]["sent"] > 0
+    ok = (lost == 0 and doubled == 0 and views_equal and not any(receipts.values()) and sealed and foreign_ok
           and figures == reference["figures"] and run["inbound_topic_messages"] == run["published"])
     crashes_by_service = Counter(kind_of(c.service) for c in run["crashes"])
     if plan.strict and run["crashes"]:
@@ -762,6 +773,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "changed_breakdown": views["changed"],
         "receipts": receipts,
         "audit": run["audit"],
+        "foreign_messages_on_events_topic": run["foreign"],
         "reference_figures": reference["figures"],
         "figures_equal_reference": figures == reference["figures"],
         "inbound_topic_messages": run["inbound_topic_messages"],
@@ -799,6 +811,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("each inbound event recorded once", "yes" if not any(receipts.values()) else f"NO: {receipts}"),
         ("every event sealed, chains intact", f"yes ({run['audit']['sealed']} events)" if sealed
          else f"NO: {run['audit']}"),
+        ("foreign messages set aside", f"{run['foreign']['set_aside']} of {run['foreign']['sent']} sent to "
+                                       f"lifecycle.events" + ("" if foreign_ok else "  NO")),
         ("Kafka path seconds", run["seconds"]),
     ]
     say("")

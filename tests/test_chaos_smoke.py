@@ -1,6 +1,6 @@
 """The chaos harness runs end to end on a small input (``make chaos`` runs it on 100k events):
-every kind of service killed, the connections terminated, the server crashed, and nothing lost
-or doubled. Takes about half a minute."""
+every kind of service killed, the connections terminated, the server crashed, foreign messages
+on lifecycle.events set aside, and nothing lost or doubled. Takes about half a minute."""
 
 from __future__ import annotations
 
@@ -30,3 +30,5 @@ def test_a_small_chaos_run_loses_nothing_and_doubles_nothing(tmp_path: Path) -> 
     assert results["connection_terminations_survived"] == 3
     assert results["server_crashes_survived"] == 1
     assert results["views_equal_embedded_run"] and results["figures_equal_reference"]
+    foreign = results["foreign_messages_on_events_topic"]
+    assert foreign["set_aside"] == foreign["sent"] > 0 and not foreign["failed"]
