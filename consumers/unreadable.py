@@ -5,8 +5,10 @@ The relay writes every message of ``lifecycle.events``, so one that is not the o
 it, nor read it again for ever. It sets the message aside in the same transaction as the step
 that passed it, here, and goes on. The views lose nothing the event store holds: when the
 message's headers name a stored event, that event is read from the event store in its place
-(``recovered``). A message without usable headers names nothing to recover; the row tells an
-operator where it was, and ``lifecycle projections rebuild`` derives every view from the store.
+(``recovered``). A message without usable headers names nothing to recover: if it was the
+relay's, its entity's next version shows the gap and the runner reads the entity from the store
+again; only an entity's last version lost so waits for that (or for ``lifecycle projections
+rebuild``). The row tells an operator where it was.
 """
 
 from __future__ import annotations

@@ -115,7 +115,7 @@ class ProjectionRunner:
         1. split the events into entity events (customers, deals) and receipts
         2. the history of every entity touched: cached, or read whole from the event store;
            add the step's events it does not hold (by version; a ``DeferredEvent`` is decoded
-           only then)
+           only then); a cached history that then lacks a version is read from the store again
         3. derive the rows of each entity with new events, or read from the store, in
            business-time order: a customer's cached fold takes just the new facts when they all
            come after the ones it took (else its whole history is folded again), and only its
@@ -150,6 +150,13 @@ class ProjectionRunner:
                     event = delivered.decoded() if type(delivered) is DeferredEvent else delivered
                     known[entity_id][event.version] = event
                     added[entity_id].append(event)
+        # A held history that now lacks a version below its newest lost a delivery (a message
+        # set aside upstream that named nothing stored): versions come in order, so it is read
+        # whole from the event store again, and derived whole.
+        gapped = [entity_id for entity_id in added if entity_id not in read
+                  and len(known[entity_id]) != max(known[entity_id])]
+        if gapped:
+            self._read_again(gapped, known, read)
         # 3. derive (a cached entity whose events were all applied before keeps its rows)
         replace: dict[str, dict[Any, list[dict[str, Any]]]] = defaultdict(dict)
         derived: dict[str, CustomerDerivation] = {}
@@ -191,6 +198,14 @@ class ProjectionRunner:
         while len(self._histories) > self.cache_size:
             evicted, _ = self._histories.popitem(last=False)
             self._derivations.pop(evicted, None)
+
+    def _read_again(self, entity_ids: list[str], known: dict[str, dict[int, LogEvent]], read: set[str]) -> None:
+        """``entity_ids``' histories as the event store holds them, with what the step delivered
+        beyond them; their cached folds dropped, so that they are folded whole."""
+        for entity_id, history in self.source.histories_of(entity_ids).items():
+            known[entity_id] = {**known[entity_id], **{event.version: event for event in history}}
+            read.add(entity_id)
+            self._derivations.pop(entity_id, None)
 
     def _forget(self) -> None:
         self._histories.clear()
