@@ -18,7 +18,6 @@ from confluent_kafka import Producer
 from kafka import KafkaConsumer
 
 from consumers.unreadable import UNREADABLE_MESSAGES
-
 from lifecycle.audit import verify
 from lifecycle.simulate import simulate
 from tests.kafka import read_all
