@@ -211,6 +211,41 @@ def test_the_log_is_read_as_the_library_reads_it(open_runtime):
     assert notifications_after(recorder, expected[-1][0], 10) == []
 
 
+@pytest.mark.parametrize("open_runtime", BACKENDS[2:], indirect=True)
+def test_postgres_reads_histories_along_the_events_tables_index(open_runtime, monkeypatch):
+    """The ids are selected as text, under another name: a cast keeps the column's name, and
+    ``ORDER BY originator_id`` then sorted every row up to the position by the text."""
+    from lifecycle import lookup
+
+    rt = open_runtime()
+    rt.ingest_lines(LINES)
+    recorder = rt.engine.recorder
+    statements = []
+    read = lookup.postgres_rows
+
+    def postgres_rows(recorder, statement, params):
+        statements.append((statement, params))
+        return read(recorder, statement, params)
+
+    monkeypatch.setattr(lookup, "postgres_rows", postgres_rows)
+    last = recorder.max_notification_id()
+    first = lookup.notifications_by_aggregate(recorder, last, None, 2)
+    lookup.notifications_by_aggregate(recorder, last, (lookup.id_as_text(first[-1][1]), first[-1][2]), 2)
+    ids = {customer_id("shop:1"), customer_id("shop:2")}
+    lookup.stored_states_of_many(recorder, ids)
+    lookup.stored_states_of_many(recorder, ids, after={customer_id("shop:1"): 1})
+    assert len(statements) == 4
+
+    def sort_keys(plan):
+        return [*plan.get("Sort Key", []), *(k for p in plan.get("Plans", []) for k in sort_keys(p))]
+
+    for statement, params in statements:
+        with recorder.datastore.get_connection() as conn:
+            plan = conn.execute("EXPLAIN (FORMAT JSON) " + statement, params).fetchone()
+        plan = plan[0] if not isinstance(plan, dict) else plan["QUERY PLAN"]
+        assert [k for k in sort_keys(plan[0]["Plan"]) if "text" in k] == [], statement
+
+
 @pytest.mark.parametrize("open_runtime", BACKENDS, indirect=True)
 def test_a_batch_is_numbered_in_the_order_it_was_given(open_runtime):
     """The log's order is the order of the batch (PostgreSQL's insert is ours, in binary)."""
