@@ -45,7 +45,9 @@ class ProjectService:
             self.settings, f"{self.settings.group_prefix}-project", poll_batches=20,
             fetch_min_bytes=512 * 1024, fetch_max_wait_ms=300, headers=True,
         )
-        rt.views.create([UNREADABLE_MESSAGES])
+        # Made by the first step, not here: a database failure while the service starts would end
+        # the process, where a step's failure is waited out and the step done again.
+        self._unreadable_table = False
         self._dirty = False
         self._last_refresh = 0.0
         # After a rebalance another process may have written these partitions: the runner drops
@@ -84,6 +86,9 @@ class ProjectService:
               that the runner finds unreadable when it decodes it is set aside too, and the
               step is done again
            3. Kafka commit (lag only)"""
+        if not self._unreadable_table:
+            self.rt.views.create([UNREADABLE_MESSAGES])
+            self._unreadable_table = True
         name = position_name(tp.topic, tp.partition)
         stored = self.rt.views.position(name) or 0
         fresh = [r for r in records if r.offset + 1 > stored]

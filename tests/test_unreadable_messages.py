@@ -20,6 +20,7 @@ from consumers.project import ProjectService
 from consumers.unreadable import UNREADABLE_MESSAGES
 from lifecycle.runtime import Runtime
 from lifecycle.simulate import simulate
+from projections.store import ViewStoreError
 from tests.backends import runtime_factory
 
 pytestmark = pytest.mark.integration
@@ -181,3 +182,27 @@ def test_a_version_lost_with_its_headers_is_read_from_the_store_when_a_later_one
         service.apply(PARTITION, later[lost + 1:])
     assert list(set_aside(rt)) == [later[lost].offset] and not set_aside(rt)[later[lost].offset]["recovered"]
     assert views(rt) == rebuilt(rt)
+
+
+def test_a_database_failure_while_project_starts_is_met_in_its_first_step(rt):
+    """Its table for set-aside messages is made by the first step, which the service's loop does
+    again after a failure; made while the service started, a dropped connection ended it."""
+    create, failures = rt.views.create, []
+
+    def fails_once(tables):
+        if not failures:
+            failures.append(tables)
+            raise ViewStoreError("PostgreSQL view store unavailable: terminating connection")
+        return create(tables)
+
+    rt.views.create = fails_once
+    project = ProjectService(rt, structlog.get_logger())  # touches no table
+    try:
+        assert not failures
+        batch = records(ingest_half(rt, 1)[:10]) + [Record(10, b"key", GARBAGE, None)]
+        with pytest.raises(ViewStoreError):
+            project.apply(PARTITION, batch)
+        project.apply(PARTITION, batch)  # as ``run_until_stopped`` does it again
+        assert list(set_aside(rt)) == [10]
+    finally:
+        project.consumer.close()
