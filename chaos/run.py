@@ -14,7 +14,7 @@
    twice every connection to the services' database is terminated (``pg_terminate_backend``),
    and the database server itself is crashed and restarted (``--server-crashes``, default once:
    the run then has a server of its own, ``chaos.database``). Five times another producer
-   writes messages that are not the outbound contract to ``lifecycle.events`` (``chaos.foreign``).
+   writes messages that are not the relay's to ``lifecycle.events`` (``chaos.foreign``).
    A service that dies by itself (not killed by us) is a crash: its log is kept, it is
    restarted, and it is counted, so the run still finishes.
 4. At the end: wait until every service has caught up, then compare every view and report with

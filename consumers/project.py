@@ -2,9 +2,10 @@
 
 Each partition's batch is written with ``kafka:<topic>:<partition>`` = next
 offset in one view-store transaction; on every assignment the consumer seeks
-there. A message that is not the outbound contract is set aside in that
-transaction (``consumers.unreadable``) and the partition goes on. The summary
-tables are refreshed when the consumer is idle.
+there. A message that is not the outbound contract, or that names a customer's
+or deal's event the event store does not hold, is set aside in that transaction
+(``consumers.unreadable``) and the partition goes on. The summary tables are
+refreshed when the consumer is idle.
 """
 
 from __future__ import annotations
@@ -84,7 +85,8 @@ class ProjectService:
               (``_set_aside``)
            2. views, set-aside messages and position in one transaction; an entity's event
               that the runner finds unreadable when it decodes it is set aside too, and the
-              step is done again
+              step is done again; one the event store does not hold where the runner reads it
+              (another producer's message in the contract's form) is set aside in the step
            3. Kafka commit (lag only)"""
         if not self._unreadable_table:
             self.rt.views.create([UNREADABLE_MESSAGES])
@@ -106,11 +108,19 @@ class ProjectService:
         # 2. one transaction (an event whose aggregate version is already applied is ignored).
         # The runner decodes a deferred event only when it lacks its version; one it cannot
         # decode is set aside and the step done again (a failed step writes nothing).
+        def unstored(found: list[LogEvent | DeferredEvent]) -> None:
+            for event in found:
+                record = next(r for r in fresh if r.offset + 1 == event.position)
+                reason = (f"names version {event.version} of {event.aggregate_type} {event.aggregate_id}, "
+                          "which the event store does not hold")
+                events[event.position] = self._set_aside(tp, record, UnreadableMessage(event.position, reason),
+                                                         set_aside)
+
         while True:
             try:
                 self.rt.runner.apply([e for e in events.values() if e is not None],
                                      expected_position=stored or None, consumer=name, position=end,
-                                     append={UNREADABLE_MESSAGES.name: set_aside})
+                                     append={UNREADABLE_MESSAGES.name: set_aside}, set_aside=unstored)
                 break
             except UnreadableMessage as e:
                 if type(events.get(e.position)) is not DeferredEvent:

@@ -107,6 +107,7 @@ class ProjectionRunner:
         self, events: Sequence[LogEvent | DeferredEvent], expected_position: int | None,
         consumer: str | None = None, position: int | None = None,
         append: dict[str, list[dict[str, Any]]] | None = None,
+        set_aside: Callable[[list[LogEvent | DeferredEvent]], None] | None = None,
     ) -> None:
         """One step, one transaction, ending at ``position`` (by default ``events[-1].position``)
         for ``consumer`` (this runner's own by default; a Kafka consumer names its partition),
@@ -115,7 +116,10 @@ class ProjectionRunner:
         1. split the events into entity events (customers, deals) and receipts
         2. the history of every entity touched: cached, or read whole from the event store;
            add the step's events it does not hold (by version; a ``DeferredEvent`` is decoded
-           only then); a cached history that then lacks a version is read from the store again
+           only then); a cached history that then lacks a version is read from the store again.
+           With ``set_aside``, an entity's events that the store does not hold where it was
+           read (``_unstored``) are left out of the step and given to ``set_aside`` before the
+           write (what it adds to ``append``'s lists is written with the step)
         3. derive the rows of each entity with new events, or read from the store, in
            business-time order: a customer's cached fold takes just the new facts when they all
            come after the ones it took (else its whole history is folded again), and only its
@@ -143,6 +147,8 @@ class ProjectionRunner:
                     rejections.append(row)
         # 2. histories
         known, read = self._histories_of(entity_events)
+        unstored = [] if set_aside is None else _unstored(
+            entity_events, known, {entity_id: max(known[entity_id], default=0) for entity_id in read})
         added: dict[str, list[LogEvent]] = defaultdict(list)
         for entity_id, new in entity_events.items():
             for delivered in sorted(new, key=lambda e: e.version):
@@ -156,7 +162,11 @@ class ProjectionRunner:
         gapped = [entity_id for entity_id in added if entity_id not in read
                   and len(known[entity_id]) != max(known[entity_id])]
         if gapped:
-            self._read_again(gapped, known, read)
+            newest = self._read_again(gapped, known, read)
+            if set_aside is not None:
+                unstored += _unstored(entity_events, known, newest, added)
+        if unstored:
+            set_aside(sorted(unstored, key=lambda e: e.position))
         # 3. derive (a cached entity whose events were all applied before keeps its rows)
         replace: dict[str, dict[Any, list[dict[str, Any]]]] = defaultdict(dict)
         derived: dict[str, CustomerDerivation] = {}
@@ -199,13 +209,19 @@ class ProjectionRunner:
             evicted, _ = self._histories.popitem(last=False)
             self._derivations.pop(evicted, None)
 
-    def _read_again(self, entity_ids: list[str], known: dict[str, dict[int, LogEvent]], read: set[str]) -> None:
+    def _read_again(
+        self, entity_ids: list[str], known: dict[str, dict[int, LogEvent]], read: set[str]
+    ) -> dict[str, int]:
         """``entity_ids``' histories as the event store holds them, with what the step delivered
-        beyond them; their cached folds dropped, so that they are folded whole."""
-        for entity_id, history in self.source.histories_of(entity_ids).items():
+        beyond them; their cached folds dropped, so that they are folded whole. Each one's
+        newest stored version (0: none)."""
+        stored = self.source.histories_of(entity_ids)
+        for entity_id, history in stored.items():
             known[entity_id] = {**known[entity_id], **{event.version: event for event in history}}
             read.add(entity_id)
             self._derivations.pop(entity_id, None)
+        return {entity_id: max((e.version for e in stored.get(entity_id, ())), default=0)
+                for entity_id in entity_ids}
 
     def _forget(self) -> None:
         self._histories.clear()
@@ -395,6 +411,38 @@ class RebuiltPart(NamedTuple):
         into this part's, which the result shares."""
         self.summaries.add(other.summaries)
         return RebuiltPart(self.copied + other.copied, self.erased + other.erased, self.summaries)
+
+
+def _unstored(
+    entity_events: dict[str, list[LogEvent | DeferredEvent]], known: dict[str, dict[int, LogEvent]],
+    newest: dict[str, int], added: dict[str, list[LogEvent]] | None = None,
+) -> list[LogEvent | DeferredEvent]:
+    """The step's events of the entities read from the event store (``newest``: each one's
+    newest stored version, 0 for none) that the store does not hold: taken out of
+    ``entity_events``, ``known`` and ``added``.
+
+    The relay sends only what the store holds, and the store was read after the message was
+    sent: a version beyond the newest stored one is not the relay's (another producer's message
+    in the contract's form). An entity the store holds nothing of leaves the step altogether:
+    its events would otherwise make a customer or deal that no rebuild shows."""
+    unstored: list[LogEvent | DeferredEvent] = []
+    for entity_id, stored in newest.items():
+        delivered = entity_events[entity_id]
+        beyond = [e for e in delivered if e.version > stored]
+        if not beyond:
+            continue
+        unstored += beyond
+        for event in beyond:
+            known[entity_id].pop(event.version, None)
+        if added is not None and entity_id in added:
+            added[entity_id] = [e for e in added[entity_id] if e.version <= stored]
+            if not added[entity_id]:
+                del added[entity_id]
+        if stored:
+            entity_events[entity_id] = [e for e in delivered if e.version <= stored]
+        else:
+            del entity_events[entity_id]
+    return unstored
 
 
 def _key_if_erased(new: Iterable[LogEvent | DeferredEvent], history: Iterable[LogEvent]) -> str | None:

@@ -10,16 +10,18 @@ import base64
 import random
 import time
 import uuid
-from datetime import date
+from datetime import UTC, date, datetime
 
 import psycopg
 import pytest
 from confluent_kafka import Producer
 from kafka import KafkaConsumer
 
+from consumers.outbound import to_message
 from consumers.unreadable import UNREADABLE_MESSAGES
 from lifecycle.audit import verify
 from lifecycle.simulate import simulate
+from projections.log import LogEvent
 from tests.kafka import read_all
 from tests.kafka_path import (
     SERVICES,
@@ -90,15 +92,18 @@ def test_views_after_the_kafka_path_equal_the_embedded_path(kafka_path, kafka_bo
 def test_project_goes_past_messages_on_lifecycle_events_that_are_not_the_contract(
         kafka_path, kafka_bootstrap, lines, embedded):
     """Another producer's messages on ``lifecycle.events`` (not JSON, a tombstone, headers that
-    name no stored event) are set aside with their bytes: ``project`` does not stop at them and
-    the views lose nothing."""
+    name no stored event, a customer's event in the contract's form that no store holds) are set
+    aside with their bytes: ``project`` does not stop at them, the views lose nothing and show no
+    such customer."""
     env, services, rt = kafka_path
     topic = env["LIFECYCLE_TOPIC_EVENTS"]
     stranger = [("event_type", b"Customer.Registered"), ("aggregate_id", str(uuid.uuid4()).encode()),
                 ("version", b"1")]
+    _, contract, _ = to_message(LogEvent(1, "Customer", str(uuid.uuid4()), 1, "FirstSeen",
+                                         datetime(2026, 1, 1, tzinfo=UTC), {"key": "web:stranger"}), "k")
     # (partition, value, headers), in the order of the rows below: by partition and offset
     poison = [(0, b"<html>502 Bad Gateway</html>\x00\xff", None), (0, b"\xfe", [("version", b"x")]),
-              (1, None, None), (2, b'{"schema_version": 1}', stranger)]
+              (1, None, None), (1, contract, None), (2, b'{"schema_version": 1}', stranger)]
     producer = Producer({"bootstrap.servers": kafka_bootstrap, "client.id": "another-producer"})
     failures = []
     for partition, value, headers in poison:
@@ -114,9 +119,12 @@ def test_project_goes_past_messages_on_lifecycle_events_that_are_not_the_contrac
     rt.views.create([UNREADABLE_MESSAGES])  # known to this process's view store (made by project)
     rows = sorted(rt.views.rows(UNREADABLE_MESSAGES.name), key=lambda r: (r["kafka_partition"], r["kafka_offset"]))
     assert [(r["kafka_partition"], r["kafka_offset"], r["recovered"]) for r in rows] == [
-        (0, 0, False), (0, 1, False), (1, 0, False), (2, 0, False)]
+        (0, 0, False), (0, 1, False), (1, 0, False), (1, 1, False), (2, 0, False)]
     assert [base64.b64decode(r["value_base64"]) for r in rows] == [value or b"" for _, value, _ in poison]
-    assert rows[2]["reason"] == "has no value" and "field required" in rows[3]["reason"]
+    assert rows[2]["reason"] == "has no value"
+    # Named by their headers or their value, the customers are ones the event store does not hold:
+    # set aside before the body is read.
+    assert all("which the event store does not hold" in r["reason"] for r in rows[3:])
     assert rows[1]["headers"] == [["version", "x"]] and "\x00" not in rows[0]["value"]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import uuid
 from datetime import date
 
 import pytest
@@ -181,6 +182,57 @@ def test_a_version_lost_with_its_headers_is_read_from_the_store_when_a_later_one
         service.apply(PARTITION, later[: lost + 1])
         service.apply(PARTITION, later[lost + 1:])
     assert list(set_aside(rt)) == [later[lost].offset] and not set_aside(rt)[later[lost].offset]["recovered"]
+    assert views(rt) == rebuilt(rt)
+
+
+def forged(event, offset: int, **changes) -> Record:
+    """Another producer's message in the contract's form: ``event`` changed, with the headers
+    the relay would give it."""
+    return Record(offset, *to_message(event._replace(**changes), "key"))
+
+
+@pytest.mark.parametrize("kind", ["Customer", "Deal"])
+def test_a_message_in_the_contracts_form_about_an_aggregate_the_store_does_not_hold_is_set_aside(rt, service, kind):
+    """Derived from the messages alone they would make a customer or deal that no rebuild
+    shows: here a real one's first three events under another id (and another key)."""
+    log = ingest_half(rt, 1)
+    model = next(e for e in log if e.aggregate_type == kind and e.version == 1)
+    history = [e for e in log if e.aggregate_id == model.aggregate_id][:3]
+    stranger = str(uuid.uuid4())
+    batch = records(log[:20])
+    for event in history:
+        payload = dict(event.payload)
+        for name in ("key", "deal_id"):
+            if name in payload:
+                payload[name] = f"web:{stranger}"
+        batch.append(forged(event, len(batch), aggregate_id=stranger, payload=payload))
+    service.apply(PARTITION, batch)
+    rows = set_aside(rt)
+    assert len(history) == 3 and sorted(rows) == [20, 21, 22]
+    assert all("which the event store does not hold" in row["reason"] and not row["recovered"]
+               for row in rows.values())
+    assert rt.views.position(f"kafka:{TOPIC}:0") == 23
+    assert not any(stranger in row for shown in views(rt).values() for row in shown)
+    service.apply(PARTITION, records(log[20:], 23))
+    assert views(rt) == rebuilt(rt)
+
+
+@pytest.mark.parametrize("held", [False, True])
+def test_a_version_beyond_what_the_store_holds_of_a_customer_is_set_aside(rt, service, held):
+    """Found where the runner reads the customer from the store: when it first meets it, or
+    when a held customer's new version leaves a gap."""
+    log = ingest_half(rt, 1)
+    first = records(log) if held else records(log[:3])
+    met = {e.aggregate_id for e in log[:len(first)]}
+    customer = next(e for e in log if e.aggregate_type == "Customer" and e.name != "FirstSeen"
+                    and (e.aggregate_id in met) == held)
+    service.apply(PARTITION, first)
+    after = len(first)
+    batch = [forged(customer, after, version=999)] + records(log[after:], after + 1)
+    service.apply(PARTITION, batch)
+    rows = set_aside(rt)
+    assert list(rows) == [after]
+    assert f"names version 999 of Customer {customer.aggregate_id}" in rows[after]["reason"]
     assert views(rt) == rebuilt(rt)
 
 
