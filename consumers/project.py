@@ -120,7 +120,7 @@ class ProjectService:
             try:
                 self.rt.runner.apply([e for e in events.values() if e is not None],
                                      expected_position=stored or None, consumer=name, position=end,
-                                     append={UNREADABLE_MESSAGES.name: set_aside}, set_aside=unstored)
+                                     append={UNREADABLE_MESSAGES.name: set_aside}, on_unstored=unstored)
                 break
             except UnreadableMessage as e:
                 if type(events.get(e.position)) is not DeferredEvent:

@@ -107,7 +107,7 @@ class ProjectionRunner:
         self, events: Sequence[LogEvent | DeferredEvent], expected_position: int | None,
         consumer: str | None = None, position: int | None = None,
         append: dict[str, list[dict[str, Any]]] | None = None,
-        set_aside: Callable[[list[LogEvent | DeferredEvent]], None] | None = None,
+        on_unstored: Callable[[list[LogEvent | DeferredEvent]], None] | None = None,
     ) -> None:
         """One step, one transaction, ending at ``position`` (by default ``events[-1].position``)
         for ``consumer`` (this runner's own by default; a Kafka consumer names its partition),
@@ -117,8 +117,8 @@ class ProjectionRunner:
         2. the history of every entity touched: cached, or read whole from the event store;
            add the step's events it does not hold (by version; a ``DeferredEvent`` is decoded
            only then); a cached history that then lacks a version is read from the store again.
-           With ``set_aside``, an entity's events that the store does not hold where it was
-           read (``_unstored``) are left out of the step and given to ``set_aside`` before the
+           With ``on_unstored``, an entity's events that the store does not hold where it was
+           read (``_unstored``) are left out of the step and given to ``on_unstored`` before the
            write (what it adds to ``append``'s lists is written with the step)
         3. derive the rows of each entity with new events, or read from the store, in
            business-time order: a customer's cached fold takes just the new facts when they all
@@ -147,7 +147,7 @@ class ProjectionRunner:
                     rejections.append(row)
         # 2. histories
         known, read = self._histories_of(entity_events)
-        unstored = [] if set_aside is None else _unstored(
+        unstored = [] if on_unstored is None else _unstored(
             entity_events, known, {entity_id: max(known[entity_id], default=0) for entity_id in read})
         added: dict[str, list[LogEvent]] = defaultdict(list)
         for entity_id, new in entity_events.items():
@@ -163,10 +163,10 @@ class ProjectionRunner:
                   and len(known[entity_id]) != max(known[entity_id])]
         if gapped:
             newest = self._read_again(gapped, known, read)
-            if set_aside is not None:
+            if on_unstored is not None:
                 unstored += _unstored(entity_events, known, newest, added)
         if unstored:
-            set_aside(sorted(unstored, key=lambda e: e.position))
+            on_unstored(sorted(unstored, key=lambda e: e.position))
         # 3. derive (a cached entity whose events were all applied before keeps its rows)
         replace: dict[str, dict[Any, list[dict[str, Any]]]] = defaultdict(dict)
         derived: dict[str, CustomerDerivation] = {}
