@@ -199,17 +199,22 @@ _CANONICAL = {
 }
 
 
+# Each table's written normaliser, by the table's id, with the table itself: held, so that its
+# id is not given to another table. Not in the table's ``__dict__``: a table holding a function
+# written by ``exec`` could no longer be pickled. (Hashing a table, for a dict keyed by it, would
+# cost more than the call it saves.)
+_WRITTEN: dict[int, tuple[Table, Callable[[Mapping[str, Any]], Values]]] = {}
+
+
 def _row_normaliser(table: Table) -> Callable[[Mapping[str, Any]], Values]:
     """``table``'s row normaliser: one function, written once per table (as ``dataclasses``
     writes ``__init__``), that takes each column's value from the row, keeps it when it is
     already canonical (``_CANONICAL``) and otherwise calls the column type's normaliser, which
-    converts it or raises TypeError or ValueError. Kept in the table's ``__dict__``, as
-    ``functools.cached_property`` keeps its values."""
-    normalise = table.__dict__.get("_normalise_row")
-    if normalise is None:
-        normalise = _write_row_normaliser(table)
-        object.__setattr__(table, "_normalise_row", normalise)  # a frozen dataclass
-    return normalise
+    converts it or raises TypeError or ValueError."""
+    written = _WRITTEN.get(id(table))
+    if written is None or written[0] is not table:
+        written = _WRITTEN[id(table)] = (table, _write_row_normaliser(table))
+    return written[1]
 
 
 def _write_row_normaliser(table: Table) -> Callable[[Mapping[str, Any]], Values]:
