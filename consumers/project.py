@@ -108,13 +108,15 @@ class ProjectService:
         # 2. one transaction (an event whose aggregate version is already applied is ignored).
         # The runner decodes a deferred event only when it lacks its version; one it cannot
         # decode is set aside and the step done again (a failed step writes nothing).
+        def set_aside_at(error: UnreadableMessage) -> None:
+            record = next(r for r in fresh if r.offset + 1 == error.position)
+            events[error.position] = self._set_aside(tp, record, error, set_aside)
+
         def unstored(found: list[LogEvent | DeferredEvent]) -> None:
             for event in found:
-                record = next(r for r in fresh if r.offset + 1 == event.position)
-                reason = (f"names version {event.version} of {event.aggregate_type} {event.aggregate_id}, "
-                          "which the event store does not hold")
-                events[event.position] = self._set_aside(tp, record, UnreadableMessage(event.position, reason),
-                                                         set_aside)
+                set_aside_at(UnreadableMessage(event.position, (
+                    f"names version {event.version} of {event.aggregate_type} {event.aggregate_id}, "
+                    "which the event store does not hold")))
 
         while True:
             try:
@@ -125,8 +127,7 @@ class ProjectService:
             except UnreadableMessage as e:
                 if type(events.get(e.position)) is not DeferredEvent:
                     raise  # not one of this step's deferred events: a fault, not a message
-                record = next(r for r in fresh if r.offset + 1 == e.position)
-                events[e.position] = self._set_aside(tp, record, e, set_aside)
+                set_aside_at(e)
         self._dirty = True
         # 3. monitoring only: not waited for (a failed commit is made good by the next one)
         self.consumer.commit_async({tp: end})
