@@ -10,8 +10,9 @@ Bulk inserts, measured on ~10k rows of 8 columns (local server): ``executemany``
 COPY. Appends must skip existing keys: below ``COPY_APPEND_THRESHOLD`` rows one ``INSERT ...
 SELECT * FROM unnest(<one array per column>) ON CONFLICT DO NOTHING``, the arrays in binary;
 from there a plain ``COPY`` under a savepoint, since the rows of a large append are nearly
-always all new (a relay's page of seals, guarded by its position), and only when a key exists
-the temporary table. Per row of the sealer's table (7 columns), Python + PostgreSQL CPU, µs:
+always all new (a step's kept folds; until 2026-12-05 a relay's page of seals, a row per event,
+guarded by its position), and only when a key exists the temporary table. Per row of the
+sealer's table of then (7 columns), Python + PostgreSQL CPU, µs:
 300 rows 10.6 against executemany's 18.8; 600 rows 15.0-17.5 for the savepoint's COPY against
 16.3-19.8 for the arrays, 1,000 rows 13.7-16.9 against 19.6-21.0 (a slower phase of the
 machine); 110k rows in pages of 5,000, PostgreSQL alone, 0.56-0.58 s by plain COPY against
@@ -290,7 +291,7 @@ class PostgresViewStore:
                 [list(column) for column in zip(*(_encode_row(table, v) for v in rows))],
             )
             return
-        # 1. Usually every row is new (a relay's page of seals, guarded by its position): COPY
+        # 1. Usually every row is new (a step's kept folds, written with its position): COPY
         # them straight in, under a savepoint. 2. When a key exists, back to the savepoint, and
         # skip the existing keys through a temporary twin of the table.
         try:
@@ -492,7 +493,8 @@ class PostgresViewStore:
             )
 
     def _create_table(self, cur: psycopg.Cursor[Any], table: Table) -> None:
-        """1. compare an existing table's columns; 2. create; 3. entity index; 4. comments."""
+        """1. compare an existing table's columns; 2. create (columns that do not compress
+        stored so); 3. entity index; 4. comments."""
         schema = self.internal_schema if table.internal else self.schema
         existing = cur.execute(
             "SELECT column_name FROM information_schema.columns"
@@ -517,6 +519,13 @@ class PostgresViewStore:
                 self._name(table), sql.SQL(", ").join(columns)
             )
         )
+        for column in table.columns:
+            if not column.compressible and cur.execute(  # out of line, uncompressed (the default tries pglz)
+                "SELECT attstorage <> 'e' FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = %s",
+                (self._name(table).as_string(cur), column.name),
+            ).fetchone()[0]:  # altered once: ALTER TABLE locks the table
+                cur.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET STORAGE EXTERNAL").format(
+                    self._name(table), sql.Identifier(column.name)))
         # Entity replacements delete by the entity column; when it leads the key the primary
         # key's index serves that already.
         if table.entity and table.key[0] != table.entity:

@@ -34,6 +34,9 @@ class Column:
     type: ColumnType
     description: str
     nullable: bool = True
+    # False for long values that do not compress (hashes): PostgreSQL then stores them without
+    # trying (its compression of a page of seals cost more CPU than writing it).
+    compressible: bool = True
 
     def __post_init__(self) -> None:
         check_identifier(self.name, "column")
