@@ -809,7 +809,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("figures equal the embedded run", "yes" if figures == reference["figures"]
          else f"NO: embedded {reference['figures']}"),
         ("each inbound event recorded once", "yes" if not any(receipts.values()) else f"NO: {receipts}"),
-        ("every event sealed, chains intact", f"yes ({run['audit']['sealed']} events)" if sealed
+        ("every event sealed, chain intact", f"yes ({run['audit']['sealed']} events)" if sealed
          else f"NO: {run['audit']}"),
         ("foreign messages set aside", f"{run['foreign']['set_aside']} of {run['foreign']['sent']} sent to "
                                        f"lifecycle.events" + ("" if foreign_ok else "  NO")),
