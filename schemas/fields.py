@@ -29,13 +29,36 @@ MAX_YEAR = 2100
 MONEY_INTEGER_DIGITS = 12
 MONEY_DECIMAL_PLACES = 4
 
+# A string field refuses characters by a pattern that pydantic matches in Rust (an
+# ``AfterValidator`` in Python was a call per string field: 0.35 µs each, about 1.4 µs an inbound
+# event). ``forbidden_character`` words a refusal as the Python check did: which character, where.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _CONTROL_EXCEPT_TAB_LF = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
-# The same rules for JSON Schema (ECMA-262 regular expressions).
+# The same rules for pydantic (Rust's regex: its \s is Unicode's White_Space, which is Python's
+# \s but for U+001C-U+001F, control characters anyway; tests/test_schemas.py compares every
+# code point) and for JSON Schema (ECMA-262 regular expressions).
+_NO_CONTROL = r"^[^\x00-\x1f\x7f-\x9f]*$"
+_NO_CONTROL_EXCEPT_TAB_LF = r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$"
+_NO_SPACE_OR_CONTROL = r"^[^\s\x00-\x1f\x7f-\x9f]+$"
 _JS_NO_CONTROL = r"^[^\u0000-\u001F\u007F-\u009F]*$"
 _JS_NO_CONTROL_EXCEPT_TAB_LF = r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*$"
 _JS_NO_SPACE_OR_CONTROL = r"^[^\s\u0000-\u001F\u007F-\u009F]+$"
+_FORBIDDEN = {
+    _NO_CONTROL: (_CONTROL, "control characters"),
+    _NO_CONTROL_EXCEPT_TAB_LF: (_CONTROL_EXCEPT_TAB_LF, "control characters other than tab and newline"),
+    _NO_SPACE_OR_CONTROL: (_SPACE_OR_CONTROL, "whitespace or control characters"),
+}
+
+
+def forbidden_character(pattern: str, value: object) -> str | None:
+    """Why ``value`` failed ``pattern``, when that is one of the rules above and ``value`` holds a
+    character it forbids: "must not contain ... (found U+0007 at position 3)"; else None."""
+    rule = _FORBIDDEN.get(pattern)
+    found = rule[0].search(value) if rule is not None and isinstance(value, str) else None
+    if found is None:
+        return None
+    return f"must not contain {rule[1]} (found U+{ord(found.group()):04X} at position {found.start()})"
 
 
 def _error(kind: str, message: str, **context: Any) -> PydanticCustomError:
@@ -52,27 +75,6 @@ def _escape_surrogates(text: str) -> str:
     return _SURROGATE.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
 
 
-def _refuse_pattern(pattern: re.Pattern[str], what: str):
-    def check(value: str) -> str:
-        found = pattern.search(value)
-        if found:
-            raise _error(
-                "forbidden_character",
-                "must not contain {what} (found U+{code} at position {pos})",
-                what=what,
-                code=f"{ord(found.group()):04X}",
-                pos=found.start(),
-            )
-        return value
-
-    return check
-
-
-_check_line = _refuse_pattern(_CONTROL, "control characters")
-_check_free = _refuse_pattern(_CONTROL_EXCEPT_TAB_LF, "control characters other than tab and newline")
-_check_uri = _refuse_pattern(_SPACE_OR_CONTROL, "whitespace or control characters")
-
-
 def Text(max_length: int, *, min_length: int = 0) -> Any:
     """A single-line string: no control characters at all."""
     return Annotated[
@@ -81,9 +83,9 @@ def Text(max_length: int, *, min_length: int = 0) -> Any:
             strict=True,
             min_length=min_length,
             max_length=max_length,
+            pattern=_NO_CONTROL,
             json_schema_extra={"pattern": _JS_NO_CONTROL},
         ),
-        AfterValidator(_check_line),
     ]
 
 
@@ -91,8 +93,8 @@ def FreeText(max_length: int) -> Any:
     """Free text written by people: tab and newline allowed, other control characters not."""
     return Annotated[
         str,
-        Field(strict=True, max_length=max_length, json_schema_extra={"pattern": _JS_NO_CONTROL_EXCEPT_TAB_LF}),
-        AfterValidator(_check_free),
+        Field(strict=True, max_length=max_length, pattern=_NO_CONTROL_EXCEPT_TAB_LF,
+              json_schema_extra={"pattern": _JS_NO_CONTROL_EXCEPT_TAB_LF}),
     ]
 
 
@@ -104,9 +106,9 @@ def UriReference(max_length: int) -> Any:
             strict=True,
             min_length=1,
             max_length=max_length,
+            pattern=_NO_SPACE_OR_CONTROL,
             json_schema_extra={"format": "uri-reference", "pattern": _JS_NO_SPACE_OR_CONTROL},
         ),
-        AfterValidator(_check_uri),
     ]
 
 
@@ -137,8 +139,7 @@ def _check_email(value: str) -> str:
 
 Email = Annotated[
     str,
-    Field(strict=True, max_length=254, json_schema_extra={"format": "email"}),
-    AfterValidator(_check_line),
+    Field(strict=True, max_length=254, pattern=_NO_CONTROL, json_schema_extra={"format": "email", "pattern": _JS_NO_CONTROL}),
     AfterValidator(_check_email),
 ]
 

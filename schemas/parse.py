@@ -24,7 +24,7 @@ from pydantic_core import PydanticCustomError
 
 from schemas.data import EventData
 from schemas.envelope import envelope_model
-from schemas.fields import coerce_version
+from schemas.fields import coerce_version, forbidden_character
 from schemas.versions import DATA_MODELS, EVENT_TYPES, LATEST_VERSION, latest_model, upcast
 
 __all__ = ["MAX_EVENT_BYTES", "EVENT_TYPES", "LATEST_VERSION", "InboundEvent", "Rejection", "describe_problems",
@@ -234,6 +234,10 @@ _PLAIN_MESSAGES = {
 
 def _message(problem: Any) -> str:
     kind, context = problem["type"], problem.get("ctx") or {}
+    if kind == "string_pattern_mismatch":
+        forbidden = forbidden_character(context.get("pattern"), problem.get("input"))
+        if forbidden is not None:
+            return forbidden
     if kind == "string_too_short":
         minimum = context.get("min_length", 1)
         return "must not be empty" if minimum == 1 else f"must be at least {minimum} characters"
@@ -251,7 +255,7 @@ def describe_problems(error: ValidationError) -> str:
     """The first problems of a validation error, each as ``where: what``, in plain words, on
     one printable line."""
     problems = []
-    for problem in error.errors(include_url=False, include_input=False):
+    for problem in error.errors(include_url=False):  # the input: which character a pattern refused
         where = ".".join(_clip(str(part)) for part in problem["loc"])
         problems.append(f"{where}: {_message(problem)}" if where else _message(problem))
     reason = "; ".join(problems[:MAX_PROBLEMS])
