@@ -65,7 +65,10 @@ class Runtime:
             on_failure.callback(views.close)
             runner = ProjectionRunner(EngineLogSource(engine), views, model, reveal=keyring.reveal,
                                       refresh_keys=keyring.refresh, cache_size=settings.cache_customers)
-            opened = cls(settings, engine, views, runner, Sealer(engine.recorder, views))
+            # One process at a time converts seals of an older store (``audit._convert_chain``).
+            with _setup_lock(settings.database_url):
+                sealer = Sealer(engine.recorder, views)
+            opened = cls(settings, engine, views, runner, sealer)
             on_failure.pop_all()  # opened: nothing to close
         return opened
 
