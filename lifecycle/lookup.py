@@ -39,7 +39,13 @@ CHUNK = 2000
 # ``str`` or ``.hex`` of it less). Named otherwise: a cast keeps the column's name, and ORDER BY
 # originator_id would then sort by the text instead of reading along the column's index.
 _TEXT_ID = "originator_id::text AS originator_text"
-_HEX_ID = "replace(originator_id::text, '-', '') AS originator_hex"
+
+
+def _hex_id(column: str = "originator_id") -> str:
+    return f"replace({column}::text, '-', '') AS originator_hex"
+
+
+_HEX_ID = _hex_id()
 
 
 def stored_states_of(recorder: Any, aggregate_id: UUID) -> list[tuple[int, str, bytes]]:
@@ -105,7 +111,7 @@ def _states_after(
     versions = [after[u] for u in chunk]
     rows = _select(
         recorder,
-        "SELECT replace(e.originator_id::text, '-', '') AS originator_hex, e.originator_version, e.topic, e.state "
+        f"SELECT {_hex_id('e.originator_id')}, e.originator_version, e.topic, e.state "
         "FROM unnest(%b::uuid[], %b::int8[]) AS w(id, after) JOIN {table} AS e "
         "ON e.originator_id = w.id AND e.originator_version > w.after "
         "ORDER BY e.originator_id, e.originator_version",
