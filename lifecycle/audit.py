@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -117,11 +118,17 @@ def _notifications(recorder: Any, after: int) -> Iterator[Any]:
 class Sealer:
     """Seals new events, with its position in the same view-store transaction."""
 
-    def __init__(self, recorder: Any, store: ViewStore) -> None:
+    def __init__(self, recorder: Any, store: ViewStore,
+                 exclusive: Callable[[], AbstractContextManager[Any]] = nullcontext) -> None:
+        """``exclusive``: held by one process at a time on the store's database, while an older
+        store's seals are converted (``_convert_chain``); not taken otherwise."""
         self.recorder = recorder
         self.store = store
         store.create([AUDIT_SEALS])
-        _convert_chain(store)
+        if _sealed_a_row_per_event(store):
+            with exclusive():  # another process may have converted it meanwhile
+                if _sealed_a_row_per_event(store):
+                    _convert_chain(store)
         # (position, log hash) of the last page this sealer wrote, so that the next page need not
         # read it back; a position that is not this one is read from the store.
         self._log: tuple[int, str] = (0, GENESIS)
@@ -180,10 +187,16 @@ def _log_head(store: ViewStore, position: int) -> str:
     return rows[0]["log_hash"] if rows else GENESIS
 
 
+def _sealed_a_row_per_event(store: ViewStore) -> bool:
+    """Whether the store was sealed before 2026-12-05: a sealed position that ends no page."""
+    position = store.position(AUDIT)
+    return bool(position) and not store.rows(AUDIT_SEALS.name, where={"last_id": position})
+
+
 def _convert_chain(store: ViewStore) -> None:
-    """A store sealed before 2026-12-05 (its sealed position ends no page) holds a row per event in
-    ``audit_chain``: its seals become pages, with the hashes recorded then (sealing again from
-    the event store would seal whatever it holds now).
+    """A store sealed before 2026-12-05 holds a row per event in ``audit_chain``: its seals
+    become pages, with the hashes recorded then (sealing again from the event store would seal
+    whatever it holds now).
 
     1. pages of up to PAGE rows in log order; a row whose recorded log hash is not the chain
        over the recorded event hashes ends its page with that hash, so that ``verify`` names it
@@ -193,8 +206,6 @@ def _convert_chain(store: ViewStore) -> None:
     3. the old table dropped (a crash before that leaves it beside the pages, unread)
     """
     position = store.position(AUDIT)
-    if not position or store.rows(AUDIT_SEALS.name, where={"last_id": position}):
-        return
     store.create([AUDIT_CHAIN])
 
     def write(pages: list[dict[str, Any]]) -> None:

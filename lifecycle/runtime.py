@@ -66,8 +66,7 @@ class Runtime:
             runner = ProjectionRunner(EngineLogSource(engine), views, model, reveal=keyring.reveal,
                                       refresh_keys=keyring.refresh, cache_size=settings.cache_customers)
             # One process at a time converts seals of an older store (``audit._convert_chain``).
-            with _setup_lock(settings.database_url):
-                sealer = Sealer(engine.recorder, views)
+            sealer = Sealer(engine.recorder, views, exclusive=lambda: _setup_lock(settings.database_url))
             opened = cls(settings, engine, views, runner, sealer)
             on_failure.pop_all()  # opened: nothing to close
         return opened

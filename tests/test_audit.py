@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from typing import Any
 
 import psycopg
 import pytest
 
-from lifecycle.audit import AUDIT, AUDIT_CHAIN, AUDIT_SEALS, GENESIS, Seal, event_hash, link, seals_of, verify
+from lifecycle.audit import (
+    AUDIT,
+    AUDIT_CHAIN,
+    AUDIT_SEALS,
+    GENESIS,
+    Seal,
+    Sealer,
+    event_hash,
+    link,
+    seals_of,
+    verify,
+)
 from projections.store import ViewChange
 from tests.backends import runtime_factory
 from tests.events import interaction, purchase
@@ -268,5 +280,27 @@ def test_seals_are_stored_on_postgres_without_compression(tmp_path, postgres_url
             storage = conn.execute("SELECT attstorage FROM pg_attribute WHERE attrelid = "
                                    "'lifecycle_internal.audit_seals'::regclass AND attname = 'seals'").fetchone()
         assert storage == ("e",)
+    finally:
+        rt.close()
+
+
+def test_the_sealer_takes_the_exclusive_lock_only_to_convert(tmp_path, request):
+    opened = runtime_factory("sqlite", tmp_path, lambda: request.getfixturevalue("postgres_url"))
+    rt = opened()
+    try:
+        rt.ingest_lines([*LINES, b"not json"])
+        taken = []
+
+        def exclusive():
+            taken.append(1)
+            return contextlib.nullcontext()
+
+        Sealer(rt.engine.recorder, rt.views, exclusive=exclusive)  # nothing sealed: nothing to convert
+        assert taken == []
+        _sealed_the_old_way(rt.views, _chain_of(rt.engine.recorder))
+        Sealer(rt.engine.recorder, rt.views, exclusive=exclusive)
+        assert taken == [1] and verify(rt.engine.recorder, rt.views).ok
+        Sealer(rt.engine.recorder, rt.views, exclusive=exclusive)  # converted already
+        assert taken == [1]
     finally:
         rt.close()
